@@ -1,0 +1,103 @@
+/**
+ * The configuration schema: every field with its type, default and meaning, in one place.
+ * Environment variable names are derived from the path (`scanner.concurrency` →
+ * `GLYPHSCAN_SCANNER_CONCURRENCY`), so the table in the README is generated from this file.
+ * Units are in names: `…Ms` milliseconds, `…Bytes` bytes.
+ */
+import { z } from "zod";
+import { REGION_PATTERN } from "../protocol/mod.ts";
+
+export const ROLES = ["coordinator", "frontier", "scanner", "results"] as const;
+export type Role = (typeof ROLES)[number];
+
+const region = z.string().regex(REGION_PATTERN, "a region is lower-case letters, digits and dashes");
+const positiveInt = z.number().int().positive();
+const hostPatterns = z.array(z.string().min(1));
+
+export const configSchema = z.strictObject({
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .optional()
+    .describe("Node identity in the registry; default: <hostname>-<pid>"),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info").describe("Log level of the JSON logs"),
+  region: region.default("local").describe("Region this node serves"),
+  regions: z.array(region).min(1).default(["local"]).describe("Every region of the cluster"),
+  roles: z
+    .array(z.enum(ROLES))
+    .min(1)
+    .default([...ROLES])
+    .describe("Actors this node hosts"),
+  nats: z
+    .strictObject({
+      servers: z.array(z.string().min(1)).min(1).default(["nats://127.0.0.1:14222"]).describe("NATS server URLs"),
+      user: z.string().optional().describe("NATS user (from the environment, never from the repo)"),
+      pass: z.string().optional().describe("NATS password"),
+      token: z.string().optional().describe("NATS token"),
+      replicas: positiveInt.max(5).default(1).describe("JetStream replicas of each stream"),
+      duplicateWindowMs: positiveInt.default(10 * 60_000).describe("Nats-Msg-Id dedupe window of each stream"),
+    })
+    .prefault({}),
+  redis: z
+    .strictObject({
+      url: z.string().min(1).default("redis://127.0.0.1:16379").describe("Redis URL (Bloom filters; a cache only)"),
+    })
+    .prefault({}),
+  mongo: z
+    .strictObject({
+      url: z.string().min(1).default("mongodb://127.0.0.1:27017/").describe("MongoDB URL"),
+      database: z.string().min(1).default("glyphscan").describe("Database name"),
+    })
+    .prefault({}),
+  actors: z
+    .strictObject({
+      maxDeliver: positiveInt.max(100).default(5).describe("Deliveries before a message is dead-lettered"),
+      ackWaitMs: positiveInt.default(60_000).describe("Time a handler has before redelivery, unless it heartbeats"),
+      backoffMs: z.array(positiveInt).default([1_000, 5_000, 30_000]).describe("Nak delays for transient failures, by attempt"),
+      maxMessageBytes: positiveInt.default(256 * 1024).describe("Larger messages are dead-lettered unread"),
+      heartbeatMs: positiveInt.default(5_000).describe("Node registry heartbeat; the entry expires after 3 missed beats"),
+      drainTimeoutMs: positiveInt.default(30_000).describe("Longest a draining node waits for in-flight work"),
+    })
+    .prefault({}),
+  coordinator: z
+    .strictObject({
+      concurrency: positiveInt.default(8).describe("Feed messages handled at once"),
+      allowHosts: hostPatterns.default([]).describe("Host patterns exempt from the reserved-name check (demo and tests only)"),
+      seenFilterName: z
+        .string()
+        .regex(/^[a-z0-9_-]{1,40}$/)
+        .default("domains")
+        .describe("Name of the Bloom filter in Redis (separate names never share bits)"),
+      seenWindowMs: positiveInt.default(24 * 3600_000).describe("Length of one Bloom slice"),
+      seenSlices: positiveInt.max(64).default(7).describe("Live Bloom slices: a domain is dropped if seen within this many windows"),
+      expectedDomainsPerWindow: positiveInt.default(1_000_000).describe("Bloom sizing: distinct domains per window"),
+      falsePositiveRate: z.number().gt(0).lt(0.5).default(0.001).describe("Bloom target false-positive rate over all live slices"),
+      tldRegions: z.record(z.string(), region).default({}).describe('Region per TLD, e.g. {"de":"eu"}'),
+    })
+    .prefault({}),
+  frontier: z
+    .strictObject({
+      dispatchIntervalMs: positiveInt.default(1_000).describe("How often due domains are dispatched"),
+      dispatchBatch: positiveInt.default(200).describe("Most jobs dispatched per tick"),
+      maxJobsInFlight: positiveInt.default(1_000).describe("Most unfinished jobs per region"),
+      leaseMs: positiveInt.default(10 * 60_000).describe("A job not answered within its lease is dispatched again"),
+      rescanIntervalMs: positiveInt.default(7 * 24 * 3600_000).describe("Time between scans of a domain"),
+      maxAttempts: positiveInt.default(3).describe("Scan attempts before a domain is parked as failed"),
+      retryBaseMs: positiveInt.default(60_000).describe("First retry delay after a failed scan; doubles per attempt"),
+    })
+    .prefault({}),
+  scanner: z
+    .strictObject({
+      chromiumPath: z.string().default("/usr/bin/chromium").describe("Chromium executable"),
+      concurrency: positiveInt.max(32).default(2).describe("Pages rendered at once per node"),
+      navigationTimeoutMs: positiveInt.default(30_000).describe("Budget of one page load"),
+      settleMs: z.number().int().min(0).default(150).describe("Wait after fonts.ready for late FontFace loads"),
+      maxFontBytes: positiveInt.default(10 * 1024 * 1024).describe("Larger font responses are recorded unparsed"),
+      allowHosts: hostPatterns.default([]).describe("Host patterns allowed to resolve to private addresses (tests and demo only)"),
+      hostMap: z.record(z.string(), z.string()).default({}).describe('Static host → IP map, e.g. {"*.test":"127.0.0.1"} (tests and demo only)'),
+    })
+    .prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

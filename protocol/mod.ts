@@ -1,0 +1,3 @@
+export * from "./subjects.ts";
+export * from "./messages.ts";
+export * from "./decode.ts";
