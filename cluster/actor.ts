@@ -1,0 +1,232 @@
+/**
+ * An actor: a typed handler bound to a durable JetStream pull consumer.
+ *
+ * Outcomes map onto JetStream: success → ack; TransientError (or any unexpected error) → nak
+ * with backoff, until the last delivery, which becomes a dead letter; PoisonError or a message
+ * that does not decode → dead letter at once. A handler that throws never takes the node down.
+ * While a handler runs, the runtime sends `working()` so long scans are not redelivered.
+ */
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import {
+  HEADERS,
+  decodeMessage,
+  type MessageOf,
+  type SchemaName,
+  type Stage,
+} from "../protocol/mod.ts";
+import type { Config } from "../config/mod.ts";
+import { classify, errorMessage, PoisonError } from "./errors.ts";
+import { deadLetterFromMsg, publishDeadLetter } from "./dead-letters.ts";
+import { publishMessage, type Outgoing } from "./envelope.ts";
+import type { Logger } from "./log.ts";
+import type { Service, ServiceState } from "./service.ts";
+
+export interface ActorContext {
+  readonly subject: string;
+  readonly deliveryCount: number;
+  /** traceparent of the message being handled; pass it on to what this message causes. */
+  readonly traceparent: string | undefined;
+  readonly log: Logger;
+  /** Publishes a follow-up message in the same trace. */
+  publish<N extends SchemaName>(out: Omit<Outgoing<N>, "parentTraceparent">): Promise<void>;
+  /**
+   * Dead-letters one part of the message (say, one URL of a batch) while the rest goes on.
+   * `payload` is what an operator would replay.
+   */
+  reject(reason: string, payload: unknown): Promise<void>;
+}
+
+export interface ActorDefinition<N extends SchemaName = SchemaName> {
+  /** Name in logs and metrics. */
+  name: string;
+  stage: Stage;
+  stream: string;
+  consumer: string;
+  /** Message kinds this actor reads; anything else is dead-lettered. */
+  accept: readonly N[];
+  /** Messages handled at once by this actor on this node. */
+  concurrency: number;
+  handle(message: MessageOf<N>, ctx: ActorContext): Promise<void>;
+}
+
+/** Any actor, whatever it reads; the runner only hands it messages of the kinds it accepts. */
+export type SomeActor = ActorDefinition<SchemaName>;
+
+/** Forgets the message type of a definition so actors of different kinds share one list. */
+export function someActor<N extends SchemaName>(def: ActorDefinition<N>): SomeActor {
+  return def as unknown as SomeActor;
+}
+
+export interface ActorDeps {
+  js: JetStreamClient;
+  config: Config;
+  log: Logger;
+  /** Called when a handler reports a FatalError: the node should stop. */
+  onFatal(err: unknown): void;
+}
+
+export class ActorRunner<N extends SchemaName> implements Service {
+  readonly name: string;
+  state: ServiceState = "starting";
+  #messages: ConsumerMessages | null = null;
+  #loop: Promise<void> | null = null;
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #def: ActorDefinition<N>;
+  readonly #deps: ActorDeps;
+  readonly #log: Logger;
+
+  constructor(def: ActorDefinition<N>, deps: ActorDeps) {
+    this.#def = def;
+    this.#deps = deps;
+    this.name = def.name;
+    this.#log = deps.log.child({ actor: def.name });
+  }
+
+  get inflight(): number {
+    return this.#inflight.size;
+  }
+
+  async start(): Promise<void> {
+    const consumer: Consumer = await this.#deps.js.consumers.get(this.#def.stream, this.#def.consumer);
+    // A small buffer: messages pulled but not started would wait out ack_wait if the node died.
+    this.#messages = await consumer.consume({ max_messages: this.#def.concurrency });
+    this.state = "running";
+    this.#loop = this.#run(this.#messages);
+  }
+
+  async #run(messages: ConsumerMessages): Promise<void> {
+    const slots = new Semaphore(this.#def.concurrency);
+    for await (const m of messages) {
+      if (this.state !== "running") {
+        m.nak(); // hand it back at once rather than after ack_wait
+        continue;
+      }
+      await slots.acquire();
+      const p = this.#process(m).finally(() => {
+        slots.release();
+        this.#inflight.delete(p);
+      });
+      this.#inflight.add(p);
+    }
+  }
+
+  async #process(m: JsMsg): Promise<void> {
+    const { config } = this.#deps;
+    const decoded = decodeMessage(this.#def.accept, m.headers?.get(HEADERS.schema), m.data, config.actors.maxMessageBytes);
+    if (!decoded.ok) {
+      const code = decoded.reason.startsWith("oversized") ? "oversized" : "invalid-message";
+      await this.#deadLetter(m, code, decoded.reason);
+      return;
+    }
+    // Keep the lease on the message while the handler works; stops if the node dies.
+    const beat = setInterval(() => m.working(), Math.max(200, Math.floor(config.actors.ackWaitMs / 3)));
+    try {
+      await this.#def.handle(decoded.value, this.#context(m));
+      await m.ackAck().catch((err: unknown) => {
+        // The work is done and idempotent; a lost ack only means a harmless redelivery.
+        this.#log.warn({ err: errorMessage(err), subject: m.subject, seq: m.seq }, "ack not confirmed");
+      });
+    } catch (err) {
+      await this.#fail(m, err);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  #context(m: JsMsg): ActorContext {
+    const traceparent = m.headers?.get(HEADERS.traceparent) || undefined;
+    const js = this.#deps.js;
+    const stage = this.#def.stage;
+    return {
+      async reject(reason, payload) {
+        const dl = deadLetterFromMsg(m, stage, "rejected-input", reason);
+        // The part, not the whole message, is what failed: store it as if it came alone.
+        await publishDeadLetter(js, {
+          ...dl,
+          streamSeq: null,
+          stream: null,
+          payloadBase64: Buffer.from(JSON.stringify(payload)).toString("base64"),
+        });
+      },
+      subject: m.subject,
+      deliveryCount: m.info.deliveryCount,
+      traceparent,
+      log: this.#log,
+      async publish(out) {
+        await publishMessage(js, { ...out, parentTraceparent: traceparent });
+      },
+    };
+  }
+
+  async #fail(m: JsMsg, err: unknown): Promise<void> {
+    const kind = classify(err);
+    const { actors } = this.#deps.config;
+    if (kind === "poison") {
+      await this.#deadLetter(m, (err as PoisonError).code, errorMessage(err));
+      return;
+    }
+    if (kind === "fatal") {
+      m.nak();
+      this.#deps.onFatal(err);
+      return;
+    }
+    const delivery = m.info.deliveryCount;
+    if (delivery >= actors.maxDeliver) {
+      await this.#deadLetter(m, "max-deliveries", `gave up after ${delivery} deliveries: ${errorMessage(err)}`);
+      return;
+    }
+    const delay = actors.backoffMs[Math.min(delivery - 1, actors.backoffMs.length - 1)] ?? 1_000;
+    this.#log.warn({ err: errorMessage(err), subject: m.subject, delivery, retryInMs: delay }, "handler failed, will retry");
+    m.nak(delay);
+  }
+
+  async #deadLetter(m: JsMsg, code: Parameters<typeof deadLetterFromMsg>[2], reason: string): Promise<void> {
+    try {
+      await publishDeadLetter(this.#deps.js, deadLetterFromMsg(m, this.#def.stage, code, reason));
+      m.term(reason.slice(0, 200));
+      this.#log.info({ subject: m.subject, code, reason }, "dead-lettered");
+    } catch (err) {
+      // Never settle a message whose dead letter was not stored.
+      this.#log.error({ err: errorMessage(err), subject: m.subject }, "dead letter not stored; will retry");
+      m.nak(this.#deps.config.actors.backoffMs[0] ?? 1_000);
+    }
+  }
+
+  /** Stops pulling, lets in-flight handlers finish (up to the deadline), then returns. */
+  async stop(deadlineMs = this.#deps.config.actors.drainTimeoutMs): Promise<void> {
+    if (this.state === "stopped" || this.state === "draining") return this.#loop ?? undefined;
+    this.state = "draining";
+    await this.#messages?.close().catch(() => undefined);
+    const done = Promise.allSettled([...this.#inflight]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), deadlineMs);
+    });
+    const outcome = await Promise.race([done.then(() => "done" as const), late]);
+    clearTimeout(timer);
+    if (outcome === "late") this.#log.warn({ inflight: this.#inflight.size }, "drain deadline passed; unfinished messages will be redelivered");
+    await this.#loop?.catch(() => undefined);
+    this.state = "stopped";
+  }
+}
+
+/** Counts free handler slots. */
+class Semaphore {
+  #free: number;
+  readonly #waiters: Array<() => void> = [];
+  constructor(size: number) {
+    this.#free = size;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}

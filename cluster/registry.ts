@@ -1,0 +1,67 @@
+/**
+ * The node registry: one KV entry per live node, refreshed by heartbeats. The bucket's max age
+ * is three heartbeats, so a node that dies disappears by itself; readers also judge staleness
+ * from `heartbeatAt`, because servers before 2.11 expire entries without telling watchers.
+ */
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { buckets, nodeKey } from "../protocol/mod.ts";
+import type { ServiceState } from "./service.ts";
+
+export interface NodeEntry {
+  nodeId: string;
+  region: string;
+  roles: string[];
+  host: string;
+  pid: number;
+  state: ServiceState;
+  startedAt: string;
+  heartbeatAt: string;
+  /** Actor name → messages in flight. */
+  inflight: Record<string, number>;
+}
+
+export async function openRegistry(js: JetStreamClient, heartbeatMs: number): Promise<KV> {
+  return new Kvm(js).create(buckets.nodes, { ttl: heartbeatMs * 3, history: 1 });
+}
+
+export class NodeRegistration {
+  readonly #kv: KV;
+  readonly #entry: () => NodeEntry;
+  readonly #heartbeatMs: number;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(kv: KV, entry: () => NodeEntry, heartbeatMs: number) {
+    this.#kv = kv;
+    this.#entry = entry;
+    this.#heartbeatMs = heartbeatMs;
+  }
+
+  async start(): Promise<void> {
+    await this.beat();
+    this.#timer = setInterval(() => void this.beat().catch(() => undefined), this.#heartbeatMs);
+  }
+
+  async beat(): Promise<void> {
+    const entry = this.#entry();
+    await this.#kv.put(nodeKey(entry.nodeId), JSON.stringify({ ...entry, heartbeatAt: new Date().toISOString() }));
+  }
+
+  async leave(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#kv.delete(nodeKey(this.#entry().nodeId)).catch(() => undefined);
+  }
+}
+
+/** Live nodes: entries whose last heartbeat is within three beats. */
+export async function listNodes(kv: KV, heartbeatMs: number, now = Date.now()): Promise<NodeEntry[]> {
+  const out: NodeEntry[] = [];
+  for await (const key of await kv.keys("node.>")) {
+    const e = await kv.get(key);
+    if (!e || e.operation !== "PUT") continue;
+    const entry = e.json<NodeEntry>();
+    if (now - Date.parse(entry.heartbeatAt) <= heartbeatMs * 3) out.push(entry);
+  }
+  return out.sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+}
