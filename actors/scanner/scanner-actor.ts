@@ -1,0 +1,64 @@
+/**
+ * Scanner: takes a scan job, renders the site, and publishes what it found as a scan result.
+ * A site's own failures (DNS, TLS, timeouts, blocked addresses) are results too; only a browser
+ * crash is retried, since the site did nothing wrong.
+ */
+import type { ActorDefinition } from "../../cluster/actor.ts";
+import { TransientError } from "../../cluster/errors.ts";
+import type { Config } from "../../config/mod.ts";
+import { consumers, msgIds, streams, subjects } from "../../protocol/mod.ts";
+import type { BrowserPool } from "./browser-pool.ts";
+import { scanSite } from "./scan-site.ts";
+
+/** Chromium's --host-resolver-rules for the configured static host map (tests and demo). */
+export function hostResolverRules(hostMap: Readonly<Record<string, string>>): string | undefined {
+  const rules = Object.entries(hostMap).map(([pattern, ip]) => `MAP ${pattern} ${ip}`);
+  return rules.length > 0 ? rules.join(", ") : undefined;
+}
+
+export function scannerActor(config: Config, pool: BrowserPool): ActorDefinition<"scan-job"> {
+  const { scanner } = config;
+  return {
+    name: `scanner-${config.region}`,
+    stage: "scanner",
+    stream: streams.jobs(config.region),
+    consumer: consumers.scanners,
+    accept: ["scan-job"],
+    concurrency: scanner.concurrency,
+    async handle(job, ctx) {
+      if (Date.parse(job.leaseUntil) < Date.now()) {
+        // The frontier has already handed this domain to a newer job; scanning it here would double the work.
+        ctx.log.info({ domain: job.domain, jobId: job.jobId }, "lease expired before the scan started; skipped");
+        return;
+      }
+      const report = await scanSite(
+        pool,
+        { url: job.url },
+        {
+          allowHosts: scanner.allowHosts,
+          hostMap: scanner.hostMap,
+          maxFontBytes: scanner.maxFontBytes,
+          navigationTimeoutMs: scanner.navigationTimeoutMs,
+          settleMs: scanner.settleMs,
+        },
+      );
+      if (report.failure?.kind === "browser-crash") {
+        throw new TransientError(`browser crashed while scanning ${job.domain}: ${report.failure.message}`);
+      }
+      await ctx.publish({
+        subject: subjects.results(job.region),
+        schema: "scan-result",
+        msgId: msgIds.result(job.jobId),
+        body: {
+          jobId: job.jobId,
+          domain: job.domain,
+          region: job.region,
+          leaseToken: job.leaseToken,
+          attempt: job.attempt,
+          scannerNode: config.nodeId!,
+          report,
+        },
+      });
+    },
+  };
+}
