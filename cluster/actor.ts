@@ -6,7 +6,7 @@
  * that does not decode → dead letter at once. A handler that throws never takes the node down.
  * While a handler runs, the runtime sends `working()` so long scans are not redelivered.
  */
-import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { Consumer, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import {
   HEADERS,
   decodeMessage,
@@ -15,7 +15,8 @@ import {
   type Stage,
 } from "../protocol/mod.ts";
 import type { Config } from "../config/mod.ts";
-import { classify, errorMessage, PoisonError } from "./errors.ts";
+import type { PoisonError } from "./errors.ts";
+import { classify, errorMessage } from "./errors.ts";
 import { deadLetterFromMsg, publishDeadLetter } from "./dead-letters.ts";
 import { publishMessage, type Outgoing } from "./envelope.ts";
 import type { Logger } from "./log.ts";
@@ -68,8 +69,8 @@ export interface ActorDeps {
 export class ActorRunner<N extends SchemaName> implements Service {
   readonly name: string;
   state: ServiceState = "starting";
-  #messages: ConsumerMessages | null = null;
-  #loop: Promise<void> | null = null;
+  #workers: Promise<void>[] = [];
+  #stopped: Promise<void> | null = null;
   readonly #inflight = new Set<Promise<void>>();
   readonly #def: ActorDefinition<N>;
   readonly #deps: ActorDeps;
@@ -87,26 +88,33 @@ export class ActorRunner<N extends SchemaName> implements Service {
   }
 
   async start(): Promise<void> {
-    const consumer: Consumer = await this.#deps.js.consumers.get(this.#def.stream, this.#def.consumer);
-    // A small buffer: messages pulled but not started would wait out ack_wait if the node died.
-    this.#messages = await consumer.consume({ max_messages: this.#def.concurrency });
+    const consumer = await this.#deps.js.consumers.get(this.#def.stream, this.#def.consumer);
     this.state = "running";
-    this.#loop = this.#run(this.#messages);
+    this.#workers = Array.from({ length: this.#def.concurrency }, () => this.#work(consumer));
   }
 
-  async #run(messages: ConsumerMessages): Promise<void> {
-    const slots = new Semaphore(this.#def.concurrency);
-    for await (const m of messages) {
-      if (this.state !== "running") {
-        m.nak(); // hand it back at once rather than after ack_wait
+  /**
+   * One worker pulls one message only when it is free. Pulling ahead would let messages wait
+   * in a local buffer while their ack_wait runs out, and then be handled twice.
+   */
+  async #work(consumer: Consumer): Promise<void> {
+    while (this.state === "running") {
+      let m: JsMsg | null;
+      try {
+        m = await consumer.next({ expires: PULL_EXPIRES_MS });
+      } catch (err) {
+        this.#log.warn({ err: errorMessage(err) }, "pull failed; retrying");
+        await sleep(PULL_RETRY_MS);
         continue;
       }
-      await slots.acquire();
-      const p = this.#process(m).finally(() => {
-        slots.release();
-        this.#inflight.delete(p);
-      });
+      if (!m) continue;
+      if (this.state !== "running") {
+        m.nak(); // arrived while stopping: hand it back at once rather than after ack_wait
+        break;
+      }
+      const p = this.#process(m);
       this.#inflight.add(p);
+      await p.finally(() => this.#inflight.delete(p));
     }
   }
 
@@ -194,39 +202,24 @@ export class ActorRunner<N extends SchemaName> implements Service {
 
   /** Stops pulling, lets in-flight handlers finish (up to the deadline), then returns. */
   async stop(deadlineMs = this.#deps.config.actors.drainTimeoutMs): Promise<void> {
-    if (this.state === "stopped" || this.state === "draining") return this.#loop ?? undefined;
+    if (this.state === "stopped" || this.state === "draining") return this.#stopped ?? undefined;
     this.state = "draining";
-    await this.#messages?.close().catch(() => undefined);
-    const done = Promise.allSettled([...this.#inflight]);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<"late">((resolve) => {
-      timer = setTimeout(() => resolve("late"), deadlineMs);
-    });
-    const outcome = await Promise.race([done.then(() => "done" as const), late]);
-    clearTimeout(timer);
-    if (outcome === "late") this.#log.warn({ inflight: this.#inflight.size }, "drain deadline passed; unfinished messages will be redelivered");
-    await this.#loop?.catch(() => undefined);
-    this.state = "stopped";
+    this.#stopped = (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), deadlineMs);
+      });
+      const outcome = await Promise.race([Promise.allSettled(this.#workers).then(() => "done" as const), late]);
+      clearTimeout(timer);
+      if (outcome === "late") {
+        this.#log.warn({ inflight: this.#inflight.size }, "drain deadline passed; unfinished messages will be redelivered");
+      }
+      this.state = "stopped";
+    })();
+    return this.#stopped;
   }
 }
 
-/** Counts free handler slots. */
-class Semaphore {
-  #free: number;
-  readonly #waiters: Array<() => void> = [];
-  constructor(size: number) {
-    this.#free = size;
-  }
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-  release(): void {
-    const next = this.#waiters.shift();
-    if (next) next();
-    else this.#free++;
-  }
-}
+const PULL_EXPIRES_MS = 2_000;
+const PULL_RETRY_MS = 1_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -39,7 +39,7 @@ export function configFields(): ConfigField[] {
       const inner = unwrap(field);
       const here = [...path, key];
       if (inner instanceof z.ZodObject) {
-        walk(inner.shape as Record<string, z.ZodType>, here);
+        walk(inner.shape, here);
         continue;
       }
       const env = ENV_PREFIX + here.map((p) => p.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()).join("_");
@@ -53,7 +53,7 @@ export function configFields(): ConfigField[] {
       });
     }
   };
-  walk(configSchema.shape as unknown as Record<string, z.ZodType>, []);
+  walk(configSchema.shape, []);
   return out;
 }
 

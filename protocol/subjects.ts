@@ -74,7 +74,7 @@ export const HEADERS = {
 /** Idempotency keys come from content, so a replayed publish is dropped by the stream's window. */
 export const msgIds = {
   feed: (source: string, contentHash: string) => `feed:${source}:${contentHash}`,
-  admit: (domain: string, epoch: number) => `admit:${domain}:${epoch}`,
+  admit: (region: string, domain: string, epoch: number) => `admit:${region}:${domain}:${epoch}`,
   job: (jobId: string) => `job:${jobId}`,
   result: (jobId: string) => `result:${jobId}`,
   deadLetter: (stage: Stage, key: string) => `dlq:${stage}:${key}`,

@@ -63,7 +63,7 @@ export function coordinatorActor(config: Config, seen: SeenFilter): ActorDefinit
           return ctx.publish({
             subject: subjects.admit(region),
             schema: "admission",
-            msgId: msgIds.admit(domain, epoch),
+            msgId: msgIds.admit(region, domain, epoch),
             body: {
               domain,
               seedUrl: firstSeed.get(domain)!,

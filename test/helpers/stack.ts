@@ -71,3 +71,15 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
 }
+
+/** Runs `glyphscan <args>` as its own process with `config` written to a file, like an operator would. */
+export async function spawnGlyphscan(config: Config, args: string[]): Promise<import("node:child_process").ChildProcess> {
+  const { spawn } = await import("node:child_process");
+  const { mkdtemp, writeFile } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "glyphscan-node-"));
+  const file = join(dir, "config.json");
+  await writeFile(file, JSON.stringify(config));
+  return spawn(process.execPath, ["bin/glyphscan.ts", "--config", file, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+}

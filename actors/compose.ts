@@ -1,0 +1,91 @@
+/**
+ * Assembles a node from its config: which actors and services its roles need, and the stores
+ * they use. Whoever opens a store here also registers its closing, in reverse order of need.
+ */
+import { Redis } from "ioredis";
+import {
+  ClusterNode,
+  MaxDeliveriesWatcher,
+  connectNats,
+  ensureTopology,
+  someActor,
+  type SomeActor,
+  type Logger,
+  type Service,
+  type WatchedConsumer,
+} from "../cluster/mod.ts";
+import type { Config } from "../config/mod.ts";
+import { coordinatorActor } from "./coordinator/coordinator-actor.ts";
+import { SeenFilter } from "./coordinator/seen-filter.ts";
+import { Dispatcher } from "./frontier/dispatcher.ts";
+import { DomainStore } from "./frontier/domain-store.ts";
+import { frontierActor } from "./frontier/frontier-actor.ts";
+import { resultsActor } from "./results/results-actor.ts";
+import { BrowserPool } from "./scanner/browser-pool.ts";
+import { hostResolverRules, scannerActor } from "./scanner/scanner-actor.ts";
+import { openDatabase } from "./store/database.ts";
+
+export async function startNode(config: Config, log: Logger): Promise<ClusterNode> {
+  const nats = await connectNats(config, `glyphscan-${config.nodeId}`);
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    await ensureTopology(nats.jsm, config);
+    const roles = new Set(config.roles);
+    const actors: SomeActor[] = [];
+    const services: Service[] = [];
+
+    if (roles.has("coordinator")) {
+      // Fail fast while Redis is away: the message is retried later instead of hanging.
+      const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2, lazyConnect: true });
+      // Without a listener ioredis prints every reconnect failure; log it once per outage instead.
+      let redisDown = false;
+      redis.on("error", (err: Error) => {
+        if (!redisDown) log.warn({ err: err.message }, "redis unavailable; feed messages will be retried");
+        redisDown = true;
+      });
+      redis.on("ready", () => {
+        redisDown = false;
+      });
+      await redis.connect();
+      closers.unshift(async () => void (await redis.quit().catch(() => redis.disconnect())));
+      const seen = new SeenFilter(redis, {
+        name: config.coordinator.seenFilterName,
+        windowMs: config.coordinator.seenWindowMs,
+        slices: config.coordinator.seenSlices,
+        expectedPerWindow: config.coordinator.expectedDomainsPerWindow,
+        falsePositiveRate: config.coordinator.falsePositiveRate,
+      });
+      actors.push(someActor(coordinatorActor(config, seen)));
+    }
+    if (roles.has("frontier") || roles.has("results")) {
+      const db = await openDatabase(config);
+      closers.push(() => db.close());
+      const store = new DomainStore(db.collections, config.frontier);
+      if (roles.has("frontier")) {
+        actors.push(someActor(frontierActor(config.region, store)));
+        services.push(new Dispatcher(config.region, store, nats.js, config.frontier, log));
+      }
+      if (roles.has("results")) actors.push(someActor(resultsActor(config.region, db.collections, store)));
+    }
+    if (roles.has("scanner")) {
+      const pool = await BrowserPool.launch({
+        executablePath: config.scanner.chromiumPath,
+        concurrency: config.scanner.concurrency,
+        pageTimeoutMs: config.scanner.navigationTimeoutMs,
+        hostResolverRules: hostResolverRules(config.scanner.hostMap),
+      });
+      closers.unshift(() => pool.close());
+      actors.push(someActor(scannerActor(config, pool)));
+    }
+    const watched: WatchedConsumer[] = actors.map((a) => ({ stream: a.stream, consumer: a.consumer, stage: a.stage }));
+    services.push(new MaxDeliveriesWatcher(nats.nc, nats.js, nats.jsm, watched, log));
+
+    const node = new ClusterNode({ config, nats, log, actors, services, closers });
+    await node.start();
+    return node;
+  } catch (err) {
+    for (const close of closers) await close().catch(() => undefined);
+    await nats.nc.close();
+    throw err;
+  }
+}

@@ -1,0 +1,72 @@
+/** Shapes of the stored documents. Field names carry no dots (FerretDB v1 refuses them). */
+import type { FailureKind, FontMetadata, ScanReport } from "../../protocol/mod.ts";
+
+/** Lifecycle of a domain in the frontier. */
+export type DomainState = "queued" | "leased" | "scanned" | "retry" | "failed";
+
+/** The latest scan of a domain, kept on the domain for fast lookups. */
+export interface ScanSummary {
+  jobId: string;
+  status: ScanReport["status"];
+  failureKind: FailureKind | null;
+  failureMessage: string | null;
+  finishedAt: Date;
+  path: ScanReport["path"];
+  usedFamilies: string[];
+  declaredOnlyFamilies: string[];
+  fileCount: number;
+}
+
+export interface DomainDoc {
+  _id: string;
+  region: string;
+  state: DomainState;
+  seedUrl: string;
+  sources: string[];
+  firstSeenAt: Date;
+  lastSeenAt: Date;
+  /** When the domain is next due; while leased, when the lease runs out. Null: parked. */
+  nextScanAt: Date | null;
+  /** Scan attempts since the last success. */
+  attempts: number;
+  leaseToken: string | null;
+  leaseJobId: string | null;
+  leaseUntil: Date | null;
+  lastScanAt: Date | null;
+  scanCount: number;
+  latest: ScanSummary | null;
+  /** W3C traceparent of the admission, so scans join the trace that found the domain. */
+  traceparent: string | null;
+}
+
+export interface ScanDoc {
+  _id: string; // job id: a redelivered result overwrites, never duplicates
+  domain: string;
+  region: string;
+  attempt: number;
+  scannerNode: string;
+  leaseToken: string;
+  /** False when the result arrived after its lease had been given to another job. */
+  onCurrentLease: boolean;
+  status: ScanReport["status"];
+  failure: ScanReport["failure"];
+  path: ScanReport["path"];
+  pages: ScanReport["pages"];
+  faces: ScanReport["faces"];
+  files: Array<Omit<ScanReport["files"][number], "metadata"> & { family: string | null }>;
+  startedAt: Date;
+  finishedAt: Date;
+  durationMs: number;
+  recordedAt: Date;
+}
+
+/** The font catalogue: one document per distinct file, parsed once. */
+export interface FontDoc {
+  _id: string; // sha256
+  bytes: number;
+  metadata: FontMetadata | null;
+  parseError: string | null;
+  firstSeenAt: Date;
+  lastSeenAt: Date;
+  firstUrl: string;
+}

@@ -1,0 +1,60 @@
+/** `glyphscan lookup <domain>`: the latest scan of a domain, its fonts, when and how it went. */
+import type { Config } from "../../config/mod.ts";
+import { openDatabase } from "../../actors/store/database.ts";
+import type { DomainDoc, FontDoc, ScanDoc } from "../../actors/store/documents.ts";
+import { normaliseSubmission } from "../../actors/coordinator/normalise-url.ts";
+
+export interface LookupResult {
+  domain: DomainDoc;
+  scan: ScanDoc | null;
+  fonts: FontDoc[];
+}
+
+/** Accepts a domain or any URL of it. */
+export function domainOf(input: string, config: Config): string {
+  const n = normaliseSubmission(input, { allowHosts: config.coordinator.allowHosts });
+  return n.ok ? n.domain : input.trim().toLowerCase();
+}
+
+export async function lookupDomain(config: Config, input: string): Promise<LookupResult | null> {
+  const db = await openDatabase(config);
+  try {
+    const domain = await db.collections.domains.findOne({ _id: domainOf(input, config) });
+    if (!domain) return null;
+    const scan = domain.latest ? await db.collections.scans.findOne({ _id: domain.latest.jobId }) : null;
+    const hashes = [...new Set(scan?.files.map((f) => f.sha256) ?? [])];
+    const fonts = hashes.length > 0 ? await db.collections.fonts.find({ _id: { $in: hashes } }).toArray() : [];
+    return { domain, scan, fonts };
+  } finally {
+    await db.close();
+  }
+}
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : "-");
+
+export function formatLookup(r: LookupResult): string {
+  const { domain: d, scan } = r;
+  const lines = [
+    `domain      ${d._id}`,
+    `region      ${d.region}`,
+    `state       ${d.state}`,
+    `sources     ${d.sources.join(", ")}`,
+    `last scan   ${iso(d.lastScanAt)}${d.latest ? ` (${d.latest.status}${d.latest.failureKind ? `: ${d.latest.failureKind} ${d.latest.failureMessage ?? ""}` : ""}, ${d.latest.path} path)` : ""}`,
+    `next scan   ${iso(d.nextScanAt)}`,
+  ];
+  if (!scan) return [...lines, "fonts       not scanned yet"].join("\n");
+  const byHash = new Map(r.fonts.map((f) => [f._id, f]));
+  lines.push(`used        ${d.latest?.usedFamilies.join(", ") || "-"}`);
+  if (d.latest?.declaredOnlyFamilies.length) lines.push(`declared    ${d.latest.declaredOnlyFamilies.join(", ")} (never loaded)`);
+  lines.push("", "faces:");
+  for (const f of scan.faces) {
+    lines.push(`  ${f.used ? "used    " : "declared"} ${f.family} ${f.weight} ${f.style} [${f.declaredIn}]`);
+  }
+  lines.push("", "files:");
+  for (const f of scan.files) {
+    const meta = byHash.get(f.sha256)?.metadata;
+    const name = meta ? `${meta.family ?? "?"} ${meta.subfamily ?? ""} ${meta.version ?? ""}`.trim() : (f.parseError ?? "unparsed");
+    lines.push(`  ${f.sha256}  ${String(f.bytes).padStart(8)} B  ${name}  ${f.url.slice(0, 100)}`);
+  }
+  return lines.join("\n");
+}

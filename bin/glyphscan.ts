@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * The glyphscan command line. Each command resolves the config once (file, environment, flags)
+ * and reports errors in one line on stderr with a non-zero exit.
+ */
+import { Command, Option } from "commander";
+import { ConfigError, ROLES } from "../config/mod.ts";
+import { connectNats, openRegistry } from "../cluster/mod.ts";
+import { startNode } from "../actors/compose.ts";
+import { commandContext, type GlobalOptions } from "./commands/context.ts";
+import { linesOf, submitUrls } from "./commands/submit.ts";
+import { formatLookup, lookupDomain } from "./commands/lookup.ts";
+import { clusterStatus, formatStatus } from "./commands/status.ts";
+import { DEMO_OVERRIDES, runDemo } from "./commands/demo.ts";
+
+const program = new Command("glyphscan")
+  .description("Find the web fonts every website uses, on a cluster of actors over NATS JetStream")
+  .option("-c, --config <file>", "JSON config file (also GLYPHSCAN_CONFIG)")
+  .option("--region <region>", "region of this node (GLYPHSCAN_REGION)")
+  .option("--log-level <level>", "log level (GLYPHSCAN_LOG_LEVEL)");
+
+const globals = () => program.opts<GlobalOptions>();
+
+async function runUntilSignal(extra: Record<string, unknown>, roles?: string) {
+  const { config, log } = commandContext({ ...globals(), ...(roles ? { roles } : {}) }, extra);
+  const node = await startNode(config, log);
+  node.handleSignals();
+}
+
+program
+  .command("up")
+  .description("run every actor in one process on the local stack, until SIGTERM")
+  .action(() => runUntilSignal({}, ROLES.join(",")));
+
+program
+  .command("node")
+  .description("run a node with chosen roles in a region, until SIGTERM (drains on exit)")
+  .addOption(new Option("--roles <roles>", `comma-separated: ${ROLES.join(",")}`).makeOptionMandatory())
+  .option("--concurrency <n>", "pages rendered at once (scanner role)", (v) => Number.parseInt(v, 10))
+  .action((opts: { roles: string; concurrency?: number }) =>
+    runUntilSignal(opts.concurrency ? { scanner: { concurrency: opts.concurrency } } : {}, opts.roles),
+  );
+
+program
+  .command("submit [file]")
+  .description("send URLs (one per line, from a file or stdin) to a feed")
+  .option("--source <name>", "feed source name", "cli")
+  .option("--batch-size <n>", "URLs per message", (v) => Number.parseInt(v, 10), 500)
+  .option("--region-hint <region>", "preferred region for these URLs")
+  .action(async (file: string | undefined, opts: { source: string; batchSize: number; regionHint?: string }) => {
+    const { config } = commandContext(globals());
+    const nats = await connectNats(config, "glyphscan-submit");
+    try {
+      const s = await submitUrls(nats.js, config, linesOf(file), { ...opts, progress: process.stderr });
+      process.stdout.write(`read ${s.read} URLs in ${s.batches} batches: ${s.accepted} accepted, ${s.rejected.length} rejected\n`);
+      if (s.duplicateBatches > 0) process.stdout.write(`${s.duplicateBatches} batches were already submitted (deduplicated)\n`);
+      for (const r of s.rejected.slice(0, 50)) process.stdout.write(`  rejected ${r.url}: ${r.reason}\n`);
+      if (s.rejected.length > 50) process.stdout.write(`  … and ${s.rejected.length - 50} more (see dead letters)\n`);
+    } finally {
+      await nats.nc.drain();
+    }
+  });
+
+program
+  .command("lookup <domain>")
+  .description("latest scan of a domain: fonts, when, status")
+  .option("--json", "print JSON")
+  .option("--demo", "look in the demo's database")
+  .action(async (domain: string, opts: { json?: boolean; demo?: boolean }) => {
+    const { config } = commandContext(globals(), opts.demo ? DEMO_OVERRIDES : {});
+    const found = await lookupDomain(config, domain);
+    if (!found) {
+      process.stderr.write(`${domain}: not known\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stdout.write(opts.json ? `${JSON.stringify(found, null, 2)}\n` : `${formatLookup(found)}\n`);
+  });
+
+program
+  .command("status")
+  .description("streams, consumer lag and live nodes")
+  .action(async () => {
+    const { config } = commandContext(globals());
+    const nats = await connectNats(config, "glyphscan-status");
+    try {
+      const registry = await openRegistry(nats.js, config.actors.heartbeatMs);
+      process.stdout.write(`${formatStatus(await clusterStatus(nats.jsm, registry, config.actors.heartbeatMs))}\n`);
+    } finally {
+      await nats.nc.close();
+    }
+  });
+
+program
+  .command("demo")
+  .description("scan the bundled corpus of local sites end to end on the local stack and print what was found")
+  .option("--sites <n>", "number of corpus sites", (v) => Number.parseInt(v, 10), 24)
+  .option("--timeout <seconds>", "give up after", (v) => Number.parseInt(v, 10), 300)
+  .action(async (opts: { sites: number; timeout: number }) => {
+    const { config, log } = commandContext({ logLevel: "warn", ...globals() }, DEMO_OVERRIDES);
+    process.exitCode = await runDemo(config, log, { sites: opts.sites, timeoutMs: opts.timeout * 1000 });
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`glyphscan: ${err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(2);
+});
