@@ -52,8 +52,11 @@ program
     const nats = await connectNats(config, "glyphscan-submit");
     try {
       const s = await submitUrls(nats.js, config, linesOf(file), { ...opts, progress: process.stderr });
-      process.stdout.write(`read ${s.read} URLs in ${s.batches} batches: ${s.accepted} accepted, ${s.rejected.length} rejected\n`);
-      if (s.duplicateBatches > 0) process.stdout.write(`${s.duplicateBatches} batches were already submitted (deduplicated)\n`);
+      process.stdout.write(
+        `read ${s.read} URLs in ${s.batches} batches: ${s.accepted} accepted, ${s.rejected.length} rejected\n`,
+      );
+      if (s.duplicateBatches > 0)
+        process.stdout.write(`${s.duplicateBatches} batches were already submitted (deduplicated)\n`);
       for (const r of s.rejected.slice(0, 50)) process.stdout.write(`  rejected ${r.url}: ${r.reason}\n`);
       if (s.rejected.length > 50) process.stdout.write(`  … and ${s.rejected.length - 50} more (see dead letters)\n`);
     } finally {
@@ -102,6 +105,8 @@ program
   });
 
 program.parseAsync().catch((err: unknown) => {
-  process.stderr.write(`glyphscan: ${err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(
+    `glyphscan: ${err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err)}\n`,
+  );
   process.exit(2);
 });

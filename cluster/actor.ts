@@ -7,13 +7,7 @@
  * While a handler runs, the runtime sends `working()` so long scans are not redelivered.
  */
 import type { Consumer, JetStreamClient, JsMsg } from "@nats-io/jetstream";
-import {
-  HEADERS,
-  decodeMessage,
-  type MessageOf,
-  type SchemaName,
-  type Stage,
-} from "../protocol/mod.ts";
+import { HEADERS, decodeMessage, type MessageOf, type SchemaName, type Stage } from "../protocol/mod.ts";
 import type { Config } from "../config/mod.ts";
 import type { PoisonError } from "./errors.ts";
 import { classify, errorMessage } from "./errors.ts";
@@ -120,7 +114,12 @@ export class ActorRunner<N extends SchemaName> implements Service {
 
   async #process(m: JsMsg): Promise<void> {
     const { config } = this.#deps;
-    const decoded = decodeMessage(this.#def.accept, m.headers?.get(HEADERS.schema), m.data, config.actors.maxMessageBytes);
+    const decoded = decodeMessage(
+      this.#def.accept,
+      m.headers?.get(HEADERS.schema),
+      m.data,
+      config.actors.maxMessageBytes,
+    );
     if (!decoded.ok) {
       const code = decoded.reason.startsWith("oversized") ? "oversized" : "invalid-message";
       await this.#deadLetter(m, code, decoded.reason);
@@ -184,7 +183,10 @@ export class ActorRunner<N extends SchemaName> implements Service {
       return;
     }
     const delay = actors.backoffMs[Math.min(delivery - 1, actors.backoffMs.length - 1)] ?? 1_000;
-    this.#log.warn({ err: errorMessage(err), subject: m.subject, delivery, retryInMs: delay }, "handler failed, will retry");
+    this.#log.warn(
+      { err: errorMessage(err), subject: m.subject, delivery, retryInMs: delay },
+      "handler failed, will retry",
+    );
     m.nak(delay);
   }
 
@@ -212,7 +214,10 @@ export class ActorRunner<N extends SchemaName> implements Service {
       const outcome = await Promise.race([Promise.allSettled(this.#workers).then(() => "done" as const), late]);
       clearTimeout(timer);
       if (outcome === "late") {
-        this.#log.warn({ inflight: this.#inflight.size }, "drain deadline passed; unfinished messages will be redelivered");
+        this.#log.warn(
+          { inflight: this.#inflight.size },
+          "drain deadline passed; unfinished messages will be redelivered",
+        );
       }
       this.state = "stopped";
     })();

@@ -110,7 +110,9 @@ function watchMaxDeliveries(
             failedAt: new Date().toISOString(),
           });
           await jsm.streams.deleteMessage(w.stream, advisory.stream_seq, false);
-        })().catch((e: unknown) => log.error({ err: e, stream: w.stream }, "dead-lettering after max deliveries failed"));
+        })().catch((e: unknown) =>
+          log.error({ err: e, stream: w.stream }, "dead-lettering after max deliveries failed"),
+        );
       },
     }),
   );

@@ -28,7 +28,13 @@ export function streamSpecs(config: Config): StreamSpec[] {
   const perRegion = config.regions.flatMap((r): StreamSpec[] => [
     // Work queue: a job leaves the stream when a scanner acks it.
     { ...common, name: streams.jobs(r), subjects: [subjects.jobs(r)], retention: RetentionPolicy.Workqueue },
-    { ...common, name: streams.results(r), subjects: [subjects.results(r)], retention: RetentionPolicy.Limits, max_age: nanos(30 * 24 * 3600_000) },
+    {
+      ...common,
+      name: streams.results(r),
+      subjects: [subjects.results(r)],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(30 * 24 * 3600_000),
+    },
   ]);
   return [
     { ...common, name: streams.feeds, subjects: [subjects.feedAll], retention: RetentionPolicy.Workqueue },

@@ -64,7 +64,10 @@ function fromEnv(field: ConfigField, raw: string): unknown {
   if (inner instanceof z.ZodBoolean) return raw === "true" ? true : raw === "false" ? false : raw;
   if (inner instanceof z.ZodArray) {
     const element = unwrap(inner.element as z.ZodType);
-    const parts = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    const parts = raw
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
     return element instanceof z.ZodNumber ? parts.map(Number) : parts;
   }
   if (inner instanceof z.ZodRecord) {
@@ -148,6 +151,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   if (!config.regions.includes(config.region)) {
     throw new ConfigError(`region: "${config.region}" is not one of regions [${config.regions.join(", ")}]`);
   }
-  config.nodeId ??= `${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${process.pid}`;
+  config.nodeId ??= `${hostname()
+    .replace(/[^A-Za-z0-9_-]/g, "-")
+    .slice(0, 40)}-${process.pid}`;
   return deepFreeze(config);
 }

@@ -20,7 +20,10 @@ export const configSchema = z.strictObject({
     .regex(/^[A-Za-z0-9_-]{1,64}$/)
     .optional()
     .describe("Node identity in the registry; default: <hostname>-<pid>"),
-  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info").describe("Log level of the JSON logs"),
+  logLevel: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .default("info")
+    .describe("Log level of the JSON logs"),
   region: region.default("local").describe("Region this node serves"),
   regions: z.array(region).min(1).default(["local"]).describe("Every region of the cluster"),
   roles: z
@@ -53,25 +56,40 @@ export const configSchema = z.strictObject({
     .strictObject({
       maxDeliver: positiveInt.max(100).default(5).describe("Deliveries before a message is dead-lettered"),
       ackWaitMs: positiveInt.default(60_000).describe("Time a handler has before redelivery, unless it heartbeats"),
-      backoffMs: z.array(positiveInt).default([1_000, 5_000, 30_000]).describe("Nak delays for transient failures, by attempt"),
+      backoffMs: z
+        .array(positiveInt)
+        .default([1_000, 5_000, 30_000])
+        .describe("Nak delays for transient failures, by attempt"),
       maxMessageBytes: positiveInt.default(256 * 1024).describe("Larger messages are dead-lettered unread"),
-      heartbeatMs: positiveInt.default(5_000).describe("Node registry heartbeat; the entry expires after 3 missed beats"),
+      heartbeatMs: positiveInt
+        .default(5_000)
+        .describe("Node registry heartbeat; the entry expires after 3 missed beats"),
       drainTimeoutMs: positiveInt.default(30_000).describe("Longest a draining node waits for in-flight work"),
     })
     .prefault({}),
   coordinator: z
     .strictObject({
       concurrency: positiveInt.default(8).describe("Feed messages handled at once"),
-      allowHosts: hostPatterns.default([]).describe("Host patterns exempt from the reserved-name check (demo and tests only)"),
+      allowHosts: hostPatterns
+        .default([])
+        .describe("Host patterns exempt from the reserved-name check (demo and tests only)"),
       seenFilterName: z
         .string()
         .regex(/^[a-z0-9_-]{1,40}$/)
         .default("domains")
         .describe("Name of the Bloom filter in Redis (separate names never share bits)"),
       seenWindowMs: positiveInt.default(24 * 3600_000).describe("Length of one Bloom slice"),
-      seenSlices: positiveInt.max(64).default(7).describe("Live Bloom slices: a domain is dropped if seen within this many windows"),
+      seenSlices: positiveInt
+        .max(64)
+        .default(7)
+        .describe("Live Bloom slices: a domain is dropped if seen within this many windows"),
       expectedDomainsPerWindow: positiveInt.default(1_000_000).describe("Bloom sizing: distinct domains per window"),
-      falsePositiveRate: z.number().gt(0).lt(0.5).default(0.001).describe("Bloom target false-positive rate over all live slices"),
+      falsePositiveRate: z
+        .number()
+        .gt(0)
+        .lt(0.5)
+        .default(0.001)
+        .describe("Bloom target false-positive rate over all live slices"),
       tldRegions: z.record(z.string(), region).default({}).describe('Region per TLD, e.g. {"de":"eu"}'),
     })
     .prefault({}),
@@ -93,8 +111,13 @@ export const configSchema = z.strictObject({
       navigationTimeoutMs: positiveInt.default(30_000).describe("Budget of one page load"),
       settleMs: z.number().int().min(0).default(150).describe("Wait after fonts.ready for late FontFace loads"),
       maxFontBytes: positiveInt.default(10 * 1024 * 1024).describe("Larger font responses are recorded unparsed"),
-      allowHosts: hostPatterns.default([]).describe("Host patterns allowed to resolve to private addresses (tests and demo only)"),
-      hostMap: z.record(z.string(), z.string()).default({}).describe('Static host → IP map, e.g. {"*.test":"127.0.0.1"} (tests and demo only)'),
+      allowHosts: hostPatterns
+        .default([])
+        .describe("Host patterns allowed to resolve to private addresses (tests and demo only)"),
+      hostMap: z
+        .record(z.string(), z.string())
+        .default({})
+        .describe('Static host → IP map, e.g. {"*.test":"127.0.0.1"} (tests and demo only)'),
     })
     .prefault({}),
 });

@@ -27,7 +27,8 @@ for (const [layer, may] of Object.entries(allowed)) {
     const source = readFileSync(file, "utf8");
     for (const m of source.matchAll(/(?:from|import)\s*\(?\s*["'](\.{1,2}\/[^"']+)["']/g)) {
       const target = relative(root, resolve(dirname(file), m[1]!)).split("/")[0]!;
-      if (!may.includes(target)) problems.push(`${relative(root, file)} imports ${m[1]} (${layer} may import only ${may.join(", ")})`);
+      if (!may.includes(target))
+        problems.push(`${relative(root, file)} imports ${m[1]} (${layer} may import only ${may.join(", ")})`);
     }
   }
 }

@@ -24,14 +24,21 @@ export function decodeMessage<N extends SchemaName>(
     return { ok: false, reason: `oversized: ${data.byteLength} bytes, limit ${maxBytes}` };
   }
   const parsed = parseSchemaHeader(schemaHeader);
-  if (!parsed) return { ok: false, reason: `missing or malformed Glyphscan-Schema header: ${JSON.stringify(schemaHeader ?? null)}` };
+  if (!parsed)
+    return {
+      ok: false,
+      reason: `missing or malformed Glyphscan-Schema header: ${JSON.stringify(schemaHeader ?? null)}`,
+    };
   if (!(accept as readonly string[]).includes(parsed.name)) {
     return { ok: false, reason: `unexpected message kind "${parsed.name}", expected ${accept.join(" or ")}` };
   }
   const versions = schemas[parsed.name as N] as Record<number, z.ZodType>;
   const schema = versions[parsed.version];
   if (!schema) {
-    return { ok: false, reason: `unsupported version ${parsed.version} of "${parsed.name}" (known: ${Object.keys(versions).join(", ")})` };
+    return {
+      ok: false,
+      reason: `unsupported version ${parsed.version} of "${parsed.name}" (known: ${Object.keys(versions).join(", ")})`,
+    };
   }
   let json: unknown;
   try {
@@ -41,7 +48,10 @@ export function decodeMessage<N extends SchemaName>(
   }
   const result = schema.safeParse(json);
   if (!result.success) {
-    return { ok: false, reason: `invalid ${parsed.name}.v${parsed.version}: ${z.prettifyError(result.error).replaceAll("\n", "; ")}` };
+    return {
+      ok: false,
+      reason: `invalid ${parsed.name}.v${parsed.version}: ${z.prettifyError(result.error).replaceAll("\n", "; ")}`,
+    };
   }
   return { ok: true, value: result.data as MessageOf<N>, schema: `${parsed.name}.v${parsed.version}` };
 }

@@ -129,9 +129,7 @@ export const scanReportV1 = z.strictObject({
   failure: z.strictObject({ kind: z.enum(FAILURE_KINDS), message: z.string() }).nullable(),
   /** Which path answered: the browser, or the static HTTP fast path. */
   path: z.enum(["browser", "static"]),
-  pages: z.array(
-    z.strictObject({ url: z.string(), finalUrl: z.string(), httpStatus: z.number().int().nullable() }),
-  ),
+  pages: z.array(z.strictObject({ url: z.string(), finalUrl: z.string(), httpStatus: z.number().int().nullable() })),
   faces: z.array(fontFaceV1),
   files: z.array(fontFileV1),
   startedAt: isoDate,

@@ -78,11 +78,7 @@ export class DomainStore {
    * Leases up to `limit` due domains. A lease moves nextScanAt to the lease's end, so a job
    * whose scanner vanished becomes due again by itself when the lease runs out.
    */
-  async leaseDue(
-    region: string,
-    limit: number,
-    now = new Date(),
-  ): Promise<LeasedJob[]> {
+  async leaseDue(region: string, limit: number, now = new Date()): Promise<LeasedJob[]> {
     const jobs: LeasedJob[] = [];
     for (let i = 0; i < limit; i++) {
       const token = `${now.getTime().toString(36)}-${randomBytes(6).toString("hex")}`;
@@ -102,10 +98,7 @@ export class DomainStore {
       );
       if (!doc) break;
       const jobId = `${doc._id}:${token}`;
-      await this.#c.domains.updateOne(
-        { _id: doc._id, leaseToken: token },
-        { $set: { leaseJobId: jobId } },
-      );
+      await this.#c.domains.updateOne({ _id: doc._id, leaseToken: token }, { $set: { leaseJobId: jobId } });
       jobs.push({
         traceparent: doc.traceparent ?? undefined,
         job: {
@@ -124,11 +117,7 @@ export class DomainStore {
   }
 
   /** Gives a lease back at once (its job could not be published), so the domain is due again. */
-  async releaseLease(
-    domain: string,
-    token: string,
-    now = new Date(),
-  ): Promise<void> {
+  async releaseLease(domain: string, token: string, now = new Date()): Promise<void> {
     await this.#c.domains.updateOne(
       { _id: domain, leaseToken: token },
       {
@@ -148,11 +137,7 @@ export class DomainStore {
    * exponential backoff, or parks the domain after the last attempt). A late result of an
    * expired lease is still kept as the latest scan when it is newer, but schedules nothing.
    */
-  async recordOutcome(
-    result: ScanResult,
-    summary: ScanSummary,
-    now = new Date(),
-  ): Promise<"current" | "stale"> {
+  async recordOutcome(result: ScanResult, summary: ScanSummary, now = new Date()): Promise<"current" | "stale"> {
     const ok = result.report.status === "ok";
     const current = await this.#c.domains.findOne({
       _id: result.domain,
@@ -165,10 +150,7 @@ export class DomainStore {
         ? new Date(now.getTime() + this.#policy.rescanIntervalMs)
         : parked
           ? null
-          : new Date(
-              now.getTime() +
-                this.#policy.retryBaseMs * 2 ** Math.max(0, attempts - 1),
-            );
+          : new Date(now.getTime() + this.#policy.retryBaseMs * 2 ** Math.max(0, attempts - 1));
       const updated = await this.#c.domains.updateOne(
         { _id: result.domain, leaseToken: result.leaseToken },
         {
@@ -190,10 +172,7 @@ export class DomainStore {
     await this.#c.domains.updateOne(
       {
         _id: result.domain,
-        $or: [
-          { lastScanAt: null },
-          { lastScanAt: { $lt: summary.finishedAt } },
-        ],
+        $or: [{ lastScanAt: null }, { lastScanAt: { $lt: summary.finishedAt } }],
       },
       {
         $set: { lastScanAt: summary.finishedAt, latest: summary },

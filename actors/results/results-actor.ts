@@ -60,7 +60,13 @@ export async function recordScan(
         updateOne: {
           filter: { _id: f.sha256 },
           update: {
-            $setOnInsert: { bytes: f.bytes, metadata: f.metadata, parseError: f.parseError, firstSeenAt: now, firstUrl: f.url },
+            $setOnInsert: {
+              bytes: f.bytes,
+              metadata: f.metadata,
+              parseError: f.parseError,
+              firstSeenAt: now,
+              firstUrl: f.url,
+            },
             $set: { lastSeenAt: now },
           },
           upsert: true,
@@ -72,7 +78,11 @@ export async function recordScan(
   return store.recordOutcome(result, summarise(result), now);
 }
 
-export function resultsActor(region: string, collections: Collections, store: DomainStore): ActorDefinition<"scan-result"> {
+export function resultsActor(
+  region: string,
+  collections: Collections,
+  store: DomainStore,
+): ActorDefinition<"scan-result"> {
   return {
     name: `results-${region}`,
     stage: "results",

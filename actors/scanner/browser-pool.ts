@@ -129,6 +129,9 @@ export class BrowserPool {
         handleSIGTERM: false,
         handleSIGINT: false,
         handleSIGHUP: false,
+        // Talk to Chromium over a pipe: when this process dies, even by SIGKILL, the pipe closes
+        // and Chromium exits with it instead of living on as an orphan.
+        pipe: true,
       },
     })) as ClusterOf;
     this.#guardInternals(cluster);

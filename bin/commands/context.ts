@@ -9,7 +9,10 @@ export interface GlobalOptions {
   logLevel?: string;
 }
 
-export function commandContext(opts: GlobalOptions, extra: Record<string, unknown> = {}): { config: Config; log: Logger } {
+export function commandContext(
+  opts: GlobalOptions,
+  extra: Record<string, unknown> = {},
+): { config: Config; log: Logger } {
   const overrides: Record<string, unknown> = { ...extra };
   if (opts.region) overrides["region"] = opts.region;
   if (opts.roles) overrides["roles"] = opts.roles.split(",").map((r) => r.trim());

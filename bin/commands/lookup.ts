@@ -45,7 +45,8 @@ export function formatLookup(r: LookupResult): string {
   if (!scan) return [...lines, "fonts       not scanned yet"].join("\n");
   const byHash = new Map(r.fonts.map((f) => [f._id, f]));
   lines.push(`used        ${d.latest?.usedFamilies.join(", ") || "-"}`);
-  if (d.latest?.declaredOnlyFamilies.length) lines.push(`declared    ${d.latest.declaredOnlyFamilies.join(", ")} (never loaded)`);
+  if (d.latest?.declaredOnlyFamilies.length)
+    lines.push(`declared    ${d.latest.declaredOnlyFamilies.join(", ")} (never loaded)`);
   lines.push("", "faces:");
   for (const f of scan.faces) {
     lines.push(`  ${f.used ? "used    " : "declared"} ${f.family} ${f.weight} ${f.style} [${f.declaredIn}]`);
@@ -53,7 +54,9 @@ export function formatLookup(r: LookupResult): string {
   lines.push("", "files:");
   for (const f of scan.files) {
     const meta = byHash.get(f.sha256)?.metadata;
-    const name = meta ? `${meta.family ?? "?"} ${meta.subfamily ?? ""} ${meta.version ?? ""}`.trim() : (f.parseError ?? "unparsed");
+    const name = meta
+      ? `${meta.family ?? "?"} ${meta.subfamily ?? ""} ${meta.version ?? ""}`.trim()
+      : (f.parseError ?? "unparsed");
     lines.push(`  ${f.sha256}  ${String(f.bytes).padStart(8)} B  ${name}  ${f.url.slice(0, 100)}`);
   }
   return lines.join("\n");

@@ -87,9 +87,9 @@ const fontFaceRule = (f: Face, src: string): string =>
   `@font-face {\n  font-family: "${f.family}";\n  font-style: normal;\n  font-weight: ${f.weight};\n` +
   `  src: ${src};\n  unicode-range: ${LATIN_RANGE};\n}\n`;
 
-function buildSite(i: number, port: number): Site {
+function buildSite(i: number, port: number, tag: string | undefined): Site {
   const n = String(i + 1).padStart(2, "0");
-  const domain = `site${n}.test`;
+  const domain = tag ? `site${n}-${tag}.test` : `site${n}.test`;
   const origin = `http://${domain}:${port}`;
   const assetsOrigin = `http://assets.${domain}:${port}`;
   const variant = VARIANTS[i % VARIANTS.length]!;
@@ -177,7 +177,11 @@ ${inline ? `<p style='font-family: "${inline.family}"'>Embedded as a data URI.</
   };
 }
 
-export async function startCorpus(opts: { sites?: number; port?: number } = {}): Promise<Corpus> {
+/**
+ * @param opts.tag  appended to every domain (`site01-<tag>.test`), so a run's sites are new to a
+ *   cluster that has seen earlier runs (its dedupe windows would otherwise drop them).
+ */
+export async function startCorpus(opts: { sites?: number; port?: number; tag?: string } = {}): Promise<Corpus> {
   const hits = { page: 0, css: 0, font: 0, image: 0 };
   let sites: Site[] = [];
   const byHost = new Map<string, Site>();
@@ -216,7 +220,7 @@ export async function startCorpus(opts: { sites?: number; port?: number } = {}):
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
-  sites = Array.from({ length: opts.sites ?? 24 }, (_, i) => buildSite(i, port));
+  sites = Array.from({ length: opts.sites ?? 24 }, (_, i) => buildSite(i, port, opts.tag));
   for (const s of sites) byHost.set(s.domain, s);
   let closed: Promise<void> | null = null;
   return {

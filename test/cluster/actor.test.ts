@@ -84,7 +84,12 @@ test.serial("outcomes: ack, retry with backoff, poison, give up after max delive
       done.add(msg.domain);
     },
   };
-  const runner = new ActorRunner(def, { js: nats.js, config, log: createLogger("silent", {}), onFatal: () => t.fail("not fatal") });
+  const runner = new ActorRunner(def, {
+    js: nats.js,
+    config,
+    log: createLogger("silent", {}),
+    onFatal: () => t.fail("not fatal"),
+  });
   await runner.start();
   for (const d of ["ok.test", "flaky.test", "poison.test", "broken.test", "after.test"]) {
     await publishMessage(nats.js, { subject, schema: "admission", body: admission(d), msgId: d });
@@ -116,7 +121,15 @@ test.serial("invalid, oversized and unknown-version messages become dead letters
   const { stream, subject, consumer } = await testStream(nats.jsm);
   const handled: string[] = [];
   const runner = new ActorRunner(
-    { name: "strict", stage: "frontier", stream, consumer, accept: ["admission"], concurrency: 2, handle: async (m) => void handled.push(m.domain) } satisfies ActorDefinition<"admission">,
+    {
+      name: "strict",
+      stage: "frontier",
+      stream,
+      consumer,
+      accept: ["admission"],
+      concurrency: 2,
+      handle: async (m) => void handled.push(m.domain),
+    } satisfies ActorDefinition<"admission">,
     { js: nats.js, config, log: createLogger("silent", {}), onFatal: () => t.fail("not fatal") },
   );
   await runner.start();
@@ -131,7 +144,10 @@ test.serial("invalid, oversized and unknown-version messages become dead letters
   await raw(JSON.stringify(admission("v9.test")), "admission.v9");
   await raw(JSON.stringify(admission("job.test")), "scan-job.v1");
   await raw(new Uint8Array([0xff, 0xfe, 0x00]), "admission.v1");
-  await raw(JSON.stringify({ ...admission("big.test"), seedUrl: "https://big.test/" + "a".repeat(3_000) }), "admission.v1");
+  await raw(
+    JSON.stringify({ ...admission("big.test"), seedUrl: "https://big.test/" + "a".repeat(3_000) }),
+    "admission.v1",
+  );
   await publishMessage(nats.js, { subject, schema: "admission", body: admission("good.test"), msgId: "good" });
 
   const dead = await eventually("seven dead letters", async () => {
@@ -170,7 +186,11 @@ test.serial("a handler that works longer than ack_wait keeps its message by hear
   );
   await runner.start();
   await publishMessage(nats.js, { subject, schema: "admission", body: admission("slow.test"), msgId: "slow" });
-  await eventually("the slow message acked", async () => ((await nats.jsm.streams.info(stream)).state.messages === 0 ? true : undefined), 15_000);
+  await eventually(
+    "the slow message acked",
+    async () => ((await nats.jsm.streams.info(stream)).state.messages === 0 ? true : undefined),
+    15_000,
+  );
   t.deepEqual(deliveries, [1], "never redelivered while the handler worked");
   await runner.stop();
 });

@@ -45,20 +45,28 @@ test("every actor dead-letters garbage with a reason and keeps working", async (
   for (const target of targets) {
     for (const g of garbage) {
       const h = headers();
-      if (g.name !== "no schema header") h.set("Glyphscan-Schema", g.schema ? target.kind.replace("v1", g.schema) : target.kind);
+      if (g.name !== "no schema header")
+        h.set("Glyphscan-Schema", g.schema ? target.kind.replace("v1", g.schema) : target.kind);
       await nats.js.publish(target.subject, g.data, { headers: h });
       sent++;
     }
   }
-  const dead = await eventually(`${sent} dead letters`, async () => {
-    const dl = await listDeadLetters(nats.jsm);
-    return dl.length >= sent ? dl : undefined;
-  }, 60_000);
+  const dead = await eventually(
+    `${sent} dead letters`,
+    async () => {
+      const dl = await listDeadLetters(nats.jsm);
+      return dl.length >= sent ? dl : undefined;
+    },
+    60_000,
+  );
   t.is(dead.length, sent);
   for (const target of targets) {
     const mine = dead.filter((d) => d.subject === target.subject);
     t.is(mine.length, garbage.length, `${target.subject}: one dead letter per bad message`);
-    t.true(mine.every((d) => d.stage === target.stage && d.reason.length > 10), `${target.subject}: stage and reason`);
+    t.true(
+      mine.every((d) => d.stage === target.stage && d.reason.length > 10),
+      `${target.subject}: stage and reason`,
+    );
     t.is(mine.filter((d) => d.code === "oversized").length, 1);
   }
   t.true(dead.some((d) => /unsupported version 99/.test(d.reason)));
@@ -71,10 +79,14 @@ test("every actor dead-letters garbage with a reason and keeps working", async (
     body: { url: site.url, source: "hostile", submittedAt: new Date().toISOString() },
     msgId: "after-garbage",
   });
-  const domain = await eventually("the valid site scanned after the garbage", async () => {
-    const d = await db.collections.domains.findOne({ _id: site.domain });
-    return d?.latest ? d : undefined;
-  }, 60_000);
+  const domain = await eventually(
+    "the valid site scanned after the garbage",
+    async () => {
+      const d = await db.collections.domains.findOne({ _id: site.domain });
+      return d?.latest ? d : undefined;
+    },
+    60_000,
+  );
   t.is(domain.latest?.status, "ok");
   t.deepEqual(domain.latest?.usedFamilies, [...site.expectedUsedFamilies].sort());
 });

@@ -7,7 +7,14 @@ import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { startNode } from "../../actors/compose.ts";
 import { openDatabase } from "../../actors/store/database.ts";
-import { connectNats, createLogger, listNodes, openRegistry, publishMessage, type ClusterNode } from "../../cluster/mod.ts";
+import {
+  connectNats,
+  createLogger,
+  listNodes,
+  openRegistry,
+  publishMessage,
+  type ClusterNode,
+} from "../../cluster/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import { startCorpus, type Corpus } from "../../ops/demo/corpus.ts";
 import { consumers, streams, subjects } from "../../protocol/mod.ts";
@@ -33,7 +40,13 @@ async function pipeline(t: ExecutionContext, region: string) {
   const db = await openDatabase(control);
   // A long settle keeps each scan in flight for seconds, so the node holds jobs when it is hit.
   const scannerConfig = (settleMs: number): Config =>
-    stack.config({ ...base, nodeId: uniqueName("scanner"), roles: ["scanner"], mongo: control.mongo, scanner: { concurrency: 3, settleMs } });
+    stack.config({
+      ...base,
+      nodeId: uniqueName("scanner"),
+      roles: ["scanner"],
+      mongo: control.mongo,
+      scanner: { concurrency: 3, settleMs },
+    });
   const submitAll = async () => {
     for (const site of corpus.sites) {
       await publishMessage(nats.js, {
@@ -46,18 +59,26 @@ async function pipeline(t: ExecutionContext, region: string) {
   };
   const holding = async (nodeId: string, atLeast: number) => {
     const registry = await openRegistry(nats.js, control.actors.heartbeatMs);
-    return eventually(`${nodeId} to hold scan jobs`, async () => {
-      const me = (await listNodes(registry, control.actors.heartbeatMs)).find((n) => n.nodeId === nodeId);
-      const held = me ? Object.values(me.inflight).reduce((a, b) => a + b, 0) : 0;
-      if (held >= atLeast) return held;
-      throw new Error(`holds ${held} (registered: ${me ? "yes" : "no"})`);
-    }, 60_000);
+    return eventually(
+      `${nodeId} to hold scan jobs`,
+      async () => {
+        const me = (await listNodes(registry, control.actors.heartbeatMs)).find((n) => n.nodeId === nodeId);
+        const held = me ? Object.values(me.inflight).reduce((a, b) => a + b, 0) : 0;
+        if (held >= atLeast) return held;
+        throw new Error(`holds ${held} (registered: ${me ? "yes" : "no"})`);
+      },
+      60_000,
+    );
   };
   const allScanned = () =>
-    eventually("every site scanned", async () => {
-      const n = await db.collections.domains.countDocuments({ region, latest: { $ne: null } });
-      return n === corpus.sites.length ? true : undefined;
-    }, 120_000);
+    eventually(
+      "every site scanned",
+      async () => {
+        const n = await db.collections.domains.countDocuments({ region, latest: { $ne: null } });
+        return n === corpus.sites.length ? true : undefined;
+      },
+      120_000,
+    );
   const children: ChildProcess[] = [];
   const spawnScanner = async (config: Config) => {
     const child = await spawnGlyphscan(config, ["node", "--roles", "scanner"]);
@@ -98,7 +119,10 @@ test.serial("a scanner node killed while holding jobs loses none: another node f
   const scans = await p.db.collections.scans.find({ region: "kill" }).toArray();
   t.is(new Set(scans.map((s) => s.domain)).size, corpus.sites.length, "every site has a scan");
   t.is(scans.length, corpus.sites.length, "no site was scanned twice");
-  t.true(scans.filter((s) => s.scannerNode === rescuerConfig.nodeId).length >= held, "the jobs the dead node held were finished by the other");
+  t.true(
+    scans.filter((s) => s.scannerNode === rescuerConfig.nodeId).length >= held,
+    "the jobs the dead node held were finished by the other",
+  );
   t.true(scans.every((s) => s.status === "ok"));
 });
 
@@ -113,15 +137,22 @@ test.serial("SIGTERM drains a scanner node: in-flight scans finish, nothing is r
   const [code] = await exited(child);
   t.is(code, 0, "exit code after draining");
   // The child published its results before exiting; they are recorded here a moment later.
-  const finishedByChild = await eventually(`the ${held} jobs in flight at SIGTERM recorded as finished by the child`, async () => {
-    const n = await p.db.collections.scans.countDocuments({ scannerNode: cfg.nodeId! });
-    return n >= held ? n : undefined;
-  }, 15_000);
+  const finishedByChild = await eventually(
+    `the ${held} jobs in flight at SIGTERM recorded as finished by the child`,
+    async () => {
+      const n = await p.db.collections.scans.countDocuments({ scannerNode: cfg.nodeId! });
+      return n >= held ? n : undefined;
+    },
+    15_000,
+  );
   t.true(finishedByChild >= held);
   const jobs = await p.nats.jsm.consumers.info(streams.jobs("drain"), consumers.scanners);
   t.is(jobs.num_redelivered, 0, "no job had to be redelivered");
   const registry = await openRegistry(p.nats.js, p.control.actors.heartbeatMs);
-  t.false((await listNodes(registry, p.control.actors.heartbeatMs)).some((n) => n.nodeId === cfg.nodeId), "left the registry");
+  t.false(
+    (await listNodes(registry, p.control.actors.heartbeatMs)).some((n) => n.nodeId === cfg.nodeId),
+    "left the registry",
+  );
 
   // The rest is picked up by a new node.
   await p.startScanner(p.scannerConfig(150));

@@ -8,7 +8,14 @@ import { promisify } from "node:util";
 import { headers } from "@nats-io/transport-node";
 import { startNode } from "../../actors/compose.ts";
 import { openDatabase, type Database } from "../../actors/store/database.ts";
-import { connectNats, createLogger, listDeadLetters, publishMessage, type ClusterNode, type NatsHandles } from "../../cluster/mod.ts";
+import {
+  connectNats,
+  createLogger,
+  listDeadLetters,
+  publishMessage,
+  type ClusterNode,
+  type NatsHandles,
+} from "../../cluster/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import { startCorpus, type Corpus } from "../../ops/demo/corpus.ts";
 import { subjects, type FeedSubmission } from "../../protocol/mod.ts";
@@ -43,14 +50,27 @@ test.serial("every valid site is scanned exactly once with the right fonts; bad 
   const sites = corpus.sites;
   t.true(sites.length >= 20);
   const malformed = ["not a url", "http://", "javascript:alert(1)", "http://exa mple.com/"];
-  const privateAddresses = ["http://127.0.0.1/", "http://10.1.2.3/admin", "http://localhost:8080/", "http://[::1]/", "http://169.254.169.254/latest/meta-data/"];
+  const privateAddresses = [
+    "http://127.0.0.1/",
+    "http://10.1.2.3/admin",
+    "http://localhost:8080/",
+    "http://[::1]/",
+    "http://169.254.169.254/latest/meta-data/",
+  ];
   // Duplicates: the same URL again, another page of the same site, and a case variant.
-  const duplicates = sites.slice(0, 6).flatMap((s) => [s.url, `${s.url}about?x=1`, s.url.replace("http://", "HTTP://")]);
+  const duplicates = sites
+    .slice(0, 6)
+    .flatMap((s) => [s.url, `${s.url}about?x=1`, s.url.replace("http://", "HTTP://")]);
 
   // Half the sites arrive one per message, half in batches, as feeds do.
   const singles = sites.slice(0, 12).map((s) => s.url);
   for (const url of singles) {
-    await publishMessage(nats.js, { subject: subjects.feed("e2e"), schema: "feed-submission", body: submission(url), msgId: `s:${url}` });
+    await publishMessage(nats.js, {
+      subject: subjects.feed("e2e"),
+      schema: "feed-submission",
+      body: submission(url),
+      msgId: `s:${url}`,
+    });
   }
   const batched = [...sites.slice(12).map((s) => s.url), ...duplicates, ...malformed, ...privateAddresses];
   for (let i = 0; i < batched.length; i += 7) {
@@ -65,7 +85,10 @@ test.serial("every valid site is scanned exactly once with the right fonts; bad 
   const domains = sites.map((s) => s.domain);
   await eventually(
     "every corpus site to have a recorded scan",
-    async () => ((await db.collections.domains.countDocuments({ _id: { $in: domains }, latest: { $ne: null } })) === domains.length ? true : undefined),
+    async () =>
+      (await db.collections.domains.countDocuments({ _id: { $in: domains }, latest: { $ne: null } })) === domains.length
+        ? true
+        : undefined,
     120_000,
   );
   // A few more dispatcher ticks: nothing must be scanned a second time.
@@ -79,8 +102,16 @@ test.serial("every valid site is scanned exactly once with the right fonts; bad 
     t.truthy(scan, `${site.domain} has a scan`);
     if (!domain?.latest || !scan) continue;
     t.is(scan.status, "ok", `${site.domain}: ${scan.failure?.message ?? ""}`);
-    t.deepEqual(domain.latest.usedFamilies, [...site.expectedUsedFamilies].sort(), `${site.domain} (${site.variant}) used families`);
-    t.deepEqual(domain.latest.declaredOnlyFamilies, [...site.expectedDeclaredOnlyFamilies].sort(), `${site.domain} declared-only families`);
+    t.deepEqual(
+      domain.latest.usedFamilies,
+      [...site.expectedUsedFamilies].sort(),
+      `${site.domain} (${site.variant}) used families`,
+    );
+    t.deepEqual(
+      domain.latest.declaredOnlyFamilies,
+      [...site.expectedDeclaredOnlyFamilies].sort(),
+      `${site.domain} declared-only families`,
+    );
     t.deepEqual(
       [...new Set(scan.files.map((f) => f.sha256))].sort(),
       [...new Set(site.expectedFiles.map((f) => f.sha256))].sort(),
@@ -90,14 +121,23 @@ test.serial("every valid site is scanned exactly once with the right fonts; bad 
     t.true(domain.nextScanAt !== null && domain.nextScanAt.getTime() > Date.now(), "next scan scheduled");
   }
   const catalogued = await db.collections.fonts.find({}).toArray();
-  t.true(catalogued.length > 0 && catalogued.every((f) => f.metadata?.family), "every font file parsed into the catalogue");
+  t.true(
+    catalogued.length > 0 && catalogued.every((f) => f.metadata?.family),
+    "every font file parsed into the catalogue",
+  );
 
   const rejected = await eventually("a dead letter for each bad input", async () => {
     const dl = (await listDeadLetters(nats.jsm)).filter((d) => d.stage === "coordinator");
     return dl.length >= malformed.length + privateAddresses.length ? dl : undefined;
   });
-  t.is(rejected.length, malformed.length + privateAddresses.length, "one dead letter per bad input, none for duplicates");
-  const byUrl = new Map(rejected.map((d) => [(JSON.parse(Buffer.from(d.payloadBase64, "base64").toString()) as FeedSubmission).url, d]));
+  t.is(
+    rejected.length,
+    malformed.length + privateAddresses.length,
+    "one dead letter per bad input, none for duplicates",
+  );
+  const byUrl = new Map(
+    rejected.map((d) => [(JSON.parse(Buffer.from(d.payloadBase64, "base64").toString()) as FeedSubmission).url, d]),
+  );
   for (const url of [...malformed, ...privateAddresses]) {
     const dl = byUrl.get(url);
     t.truthy(dl, `dead letter for ${url}`);
@@ -117,7 +157,10 @@ test.serial("a message with a W3C trace context continues that trace through to 
   // Already scanned, so look at the stored admission trace of a fresh domain instead.
   const url = site.url.replace(site.domain, "trace-probe.test");
   await nats.js.publish(subjects.feed("e2e"), JSON.stringify(submission(url)), { headers: h });
-  const doc = await eventually("trace-probe admitted", async () => (await db.collections.domains.findOne({ _id: "trace-probe.test" })) ?? undefined);
+  const doc = await eventually(
+    "trace-probe admitted",
+    async () => (await db.collections.domains.findOne({ _id: "trace-probe.test" })) ?? undefined,
+  );
   t.regex(doc.traceparent ?? "", new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
 });
 

@@ -126,14 +126,7 @@ test("two instances of each server run side by side", async (t) => {
   const dirs = new Set(servers.map((s) => s.dir));
   t.is(dirs.size, servers.length, "all data dirs differ");
 
-  const [n1, n2, r1, r2, m1, m2] = servers as [
-    ManagedServer,
-    ManagedServer,
-    ManagedServer,
-    ManagedServer,
-    ManagedServer,
-    ManagedServer,
-  ];
+  const [n1, n2, r1, r2, m1, m2] = servers;
   for (const nats of [n1, n2]) {
     const nc = await connect({ servers: nats.url });
     t.is(nc.info?.port, nats.port);

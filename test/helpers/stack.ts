@@ -2,7 +2,11 @@
  * A private stack for one test file: NATS, Redis and a MongoDB-wire server on free ports, and
  * configs pointing at them with names unique to each test, so tests never share state.
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { loadConfig, type Config } from "../../config/mod.ts";
 import { startMongo, startNats, startRedis, stopAll, type ManagedServer } from "../harness/servers.ts";
 
@@ -22,7 +26,12 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
   for (const [k, v] of Object.entries(b)) {
     const prev = out[k];
     out[k] =
-      typeof v === "object" && v !== null && !Array.isArray(v) && typeof prev === "object" && prev !== null && !Array.isArray(prev)
+      typeof v === "object" &&
+      v !== null &&
+      !Array.isArray(v) &&
+      typeof prev === "object" &&
+      prev !== null &&
+      !Array.isArray(prev)
         ? merge(prev as Record<string, unknown>, v as Record<string, unknown>)
         : v;
   }
@@ -30,7 +39,10 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
 }
 
 /** Fast timings so redelivery and leases show within a test's patience. */
-export function testConfig(urls: { nats: string; redis: string; mongo: string }, overrides: Record<string, unknown> = {}): Config {
+export function testConfig(
+  urls: { nats: string; redis: string; mongo: string },
+  overrides: Record<string, unknown> = {},
+): Config {
   const base = {
     nodeId: uniqueName("node"),
     logLevel: process.env["GLYPHSCAN_TEST_LOG_LEVEL"] ?? "silent",
@@ -69,17 +81,17 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? ` (last error: ${last.message})` : ""}`,
+  );
 }
 
 /** Runs `glyphscan <args>` as its own process with `config` written to a file, like an operator would. */
-export async function spawnGlyphscan(config: Config, args: string[]): Promise<import("node:child_process").ChildProcess> {
-  const { spawn } = await import("node:child_process");
-  const { mkdtemp, writeFile } = await import("node:fs/promises");
-  const { tmpdir } = await import("node:os");
-  const { join } = await import("node:path");
+export async function spawnGlyphscan(config: Config, args: string[]): Promise<ChildProcess> {
   const dir = await mkdtemp(join(tmpdir(), "glyphscan-node-"));
   const file = join(dir, "config.json");
   await writeFile(file, JSON.stringify(config));
-  return spawn(process.execPath, ["bin/glyphscan.ts", "--config", file, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  return spawn(process.execPath, ["bin/glyphscan.ts", "--config", file, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
 }
