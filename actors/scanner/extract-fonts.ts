@@ -6,6 +6,7 @@
 import type { HTTPResponse, Page } from "puppeteer-core";
 import type { FontFace, FontFile } from "../../protocol/messages.ts";
 import { readFontMetadata, sha256Hex, sniffFontFormat } from "./font-metadata.ts";
+import { fontProvider, stylesheetProvider, type ProviderId } from "./providers.ts";
 
 export type ExtractOptions = { maxFontBytes: number; navigationTimeoutMs: number; settleMs: number };
 export type PageExtraction = { httpStatus: number | null; finalUrl: string; faces: FontFace[]; files: FontFile[] };
@@ -19,12 +20,19 @@ const FONTS_WAIT_MS = 5_000;
 /** Cap on reading the captured bodies once the page has settled. */
 const BODY_WAIT_MS = 5_000;
 
-type Captured = { urls: string[]; url: string; body: Uint8Array; contentType: string | null; via: FontFile["via"] };
-type Descriptors = { family: string; weight: string; style: string; unicodeRange: string };
+export type Captured = {
+  urls: string[];
+  url: string;
+  body: Uint8Array;
+  contentType: string | null;
+  via: FontFile["via"];
+};
+export type Descriptors = { family: string; weight: string; style: string; unicodeRange: string };
 /** A document.fonts entry; `jsSrc` is set (string, or null for bytes) when a script built it. */
 type DocFont = Descriptors & { status: string; jsSrc?: string | null };
-type RawRule = Descriptors & { src: string; base: string };
-type Inventory = { fonts: DocFont[]; rules: RawRule[]; baseURI: string };
+/** `sheet`: the stylesheet's URL, or `inline:<n>` for a <style> element (its text in `inlineTexts`). */
+type RawRule = Descriptors & { src: string; base: string; sheet: string };
+type Inventory = { fonts: DocFont[]; rules: RawRule[]; baseURI: string; inlineTexts: Record<string, string> };
 type State = {
   maxFontBytes: number;
   captured: Captured[];
@@ -33,12 +41,35 @@ type State = {
 };
 
 export async function extractFonts(page: Page, url: string, opts: ExtractOptions): Promise<PageExtraction> {
+  const capturing = await startCapture(page, opts);
+  try {
+    const deadline = Date.now() + opts.navigationTimeoutMs;
+    const response = await page.goto(url, { waitUntil: "domcontentloaded", timeout: opts.navigationTimeoutMs });
+    return await capturing.collect(response?.status() ?? null, deadline);
+  } finally {
+    capturing.stop();
+  }
+}
+
+/** A capture armed on a page before its navigation; `collect` settles the page and reads its fonts. */
+export type Capturing = {
+  collect(httpStatus: number | null, deadline: number): Promise<PageExtraction>;
+  stop(): void;
+};
+
+/**
+ * Arms font capture on a page that is about to navigate: response capture, image blocking and
+ * the FontFace hook. Split from extractFonts so another crawler that navigates by itself (the
+ * Crawlee baseline in ops/bench) runs the same page-side extraction.
+ */
+export async function startCapture(page: Page, opts: ExtractOptions): Promise<Capturing> {
   const state: State = { maxFontBytes: opts.maxFontBytes, captured: [], sheets: {}, pending: [] };
   const onResponse = (resp: HTTPResponse): void => {
     // Reads can fail once the page is gone ("Target closed"): a lost body, never an unhandled rejection.
     state.pending.push(capture(resp, state).catch(() => undefined));
   };
   page.on("response", onResponse);
+  const stop = (): void => void page.off("response", onResponse);
   try {
     const cdp = await page.createCDPSession();
     await cdp.send("Network.enable");
@@ -46,16 +77,21 @@ export async function extractFonts(page: Page, url: string, opts: ExtractOptions
       urlPatterns: BLOCKED_EXTENSIONS.map((ext) => ({ urlPattern: `*://*:*/*.${ext}`, block: true })),
     });
     await page.evaluateOnNewDocument(installFontFaceHook);
-    const deadline = Date.now() + opts.navigationTimeoutMs;
-    const response = await page.goto(url, { waitUntil: "domcontentloaded", timeout: opts.navigationTimeoutMs });
-    const inventory = await settleAndCollect(page, deadline, opts.settleMs, state);
-    await drain(state); // a face that finished loading during the inventory has its body in flight
-    const faces = joinFaces(inventory, state.captured);
-    const files = toFiles(state.captured, opts.maxFontBytes);
-    return { httpStatus: response?.status() ?? null, finalUrl: page.url(), faces, files };
-  } finally {
-    page.off("response", onResponse);
+  } catch (err) {
+    stop();
+    throw err;
   }
+  return {
+    stop,
+    async collect(httpStatus, deadline) {
+      const inventory = await settleAndCollect(page, deadline, opts.settleMs, state);
+      await drain(state); // a face that finished loading during the inventory has its body in flight
+      const finalUrl = page.url();
+      const faces = joinFaces(inventory, state, finalUrl);
+      const files = toFiles(state.captured, opts.maxFontBytes, finalUrl, faces);
+      return { httpStatus, finalUrl, faces, files };
+    },
+  };
 }
 
 async function capture(resp: HTTPResponse, state: State): Promise<void> {
@@ -87,7 +123,11 @@ async function capture(resp: HTTPResponse, state: State): Promise<void> {
  * A body over maxFontBytes is still hashed (Chromium already held it and the protocol needs a
  * sha256 per file) but not parsed: parse time grows with size, and WOFF2 decoding is pure JS.
  */
-function toFiles(captured: Captured[], maxFontBytes: number): FontFile[] {
+export function toFiles(captured: Captured[], maxFontBytes: number, pageUrl: string, faces: FontFace[]): FontFile[] {
+  // A file on the site's own host inherits the provider of the kit whose stylesheet declared it.
+  const faceProvider = new Map<string, ProviderId | null>();
+  for (const f of faces)
+    for (const sha of f.fileSha256) if (!faceProvider.get(sha)) faceProvider.set(sha, f.provider as ProviderId | null);
   const byKey = new Map<string, FontFile>();
   for (const c of captured) {
     const sha256 = sha256Hex(c.body);
@@ -96,18 +136,46 @@ function toFiles(captured: Captured[], maxFontBytes: number): FontFile[] {
     const bytes = c.body.byteLength;
     const parsed =
       bytes > maxFontBytes ? { metadata: null, parseError: `too large: ${bytes} bytes` } : readFontMetadata(c.body);
-    byKey.set(key, { sha256, url: shortUrl(c.url), bytes, contentType: c.contentType, via: c.via, ...parsed });
+    const provider = fontProvider(c.url, pageUrl, faceProvider.get(sha256) ?? null);
+    byKey.set(key, {
+      sha256,
+      url: shortUrl(c.url),
+      bytes,
+      contentType: c.contentType,
+      via: c.via,
+      ...parsed,
+      provider,
+    });
   }
   return [...byKey.values()];
 }
 
-function joinFaces(inv: Inventory, captured: Captured[]): FontFace[] {
+function joinFaces(inv: Inventory, state: State, pageUrl: string): FontFace[] {
   const shaByUrl = new Map<string, string>();
-  for (const c of captured) for (const u of c.urls) shaByUrl.set(stripHash(u), sha256Hex(c.body));
+  for (const c of state.captured) for (const u of c.urls) shaByUrl.set(stripHash(u), sha256Hex(c.body));
+  const sheetProviders = new Map<string, ProviderId | null>();
+  const providerOfSheet = (sheet: string | null): ProviderId | null => {
+    if (sheet === null) return null;
+    if (!sheetProviders.has(sheet)) {
+      const inline = sheet.startsWith("inline:");
+      const text = inline ? (inv.inlineTexts[sheet] ?? null) : (state.sheets[stripHash(sheet)] ?? null);
+      sheetProviders.set(sheet, stylesheetProvider(inline ? null : sheet, text, pageUrl));
+    }
+    return sheetProviders.get(sheet) ?? null;
+  };
   const faces: FontFace[] = [];
-  const add = (f: Descriptors, used: boolean, declaredIn: FontFace["declaredIn"], urls: string[]): void => {
+  const add = (
+    f: Descriptors,
+    used: boolean,
+    declaredIn: FontFace["declaredIn"],
+    urls: string[],
+    sheet: string | null,
+  ): void => {
     const fileSha256 = [...new Set(urls.flatMap((u) => shaByUrl.get(stripHash(u)) ?? []))];
-    faces.push({ ...descriptors(f), used, declaredIn, srcUrls: urls.map(shortUrl), fileSha256 });
+    const primary = urls.find((u) => shaByUrl.has(stripHash(u))) ?? urls[0];
+    const fromSheet = providerOfSheet(sheet);
+    const provider = primary === undefined ? fromSheet : fontProvider(primary, pageUrl, fromSheet);
+    faces.push({ ...descriptors(f), used, declaredIn, srcUrls: urls.map(shortUrl), fileSha256, provider });
   };
   // document.fonts holds one FontFace per applied @font-face rule, with no link back to it:
   // pair them by descriptors, in order. Only a pairing with a loaded FontFace makes a rule used.
@@ -117,19 +185,20 @@ function joinFaces(inv: Inventory, captured: Captured[]): FontFace[] {
     const key = faceKey(rule);
     const hit = cssFonts.find((f) => !paired.has(f) && faceKey(f) === key);
     if (hit) paired.add(hit);
-    add(rule, hit?.status === "loaded", "stylesheet", srcUrls(rule.src, rule.base));
+    add(rule, hit?.status === "loaded", "stylesheet", srcUrls(rule.src, rule.base), rule.sheet);
   }
   for (const f of inv.fonts) {
     // Script-built faces, and any face whose rule we could not read. Faces built from bytes have
     // no URL: their file, when a script fetched it, is listed in `files` only.
     if (paired.has(f)) continue;
-    add(f, f.status === "loaded", "font-face-api", typeof f.jsSrc === "string" ? srcUrls(f.jsSrc, inv.baseURI) : []);
+    const urls = typeof f.jsSrc === "string" ? srcUrls(f.jsSrc, inv.baseURI) : [];
+    add(f, f.status === "loaded", "font-face-api", urls, null);
   }
   return faces;
 }
 
 /** Family unquoted, weight and style normalised (`bold` is `700`, as in a FontFace's own terms). */
-function descriptors(f: Descriptors): { family: string; weight: string; style: string } {
+export function descriptors(f: Descriptors): { family: string; weight: string; style: string } {
   const quoted = /^(["'])(.*)\1$/s.exec(f.family.trim());
   const family = (quoted ? quoted[2]!.replace(/\\(.)/g, "$1") : f.family.trim()).replace(/\s+/g, " ");
   const w = f.weight.trim().toLowerCase().replace(/\s+/g, " ");
@@ -167,7 +236,7 @@ function canonicalRange(range: string): string {
 const CSS_STRING = String.raw`"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'`;
 
 /** Absolute url() targets of a `src` descriptor or FontFace source string, in order. */
-function srcUrls(src: string, base: string): string[] {
+export function srcUrls(src: string, base: string): string[] {
   // Bare strings are matched first so that a local("…url(…)…") name is skipped whole.
   const re = new RegExp(`(${CSS_STRING})|url\\(\\s*(?:(${CSS_STRING})|([^)]*?))\\s*\\)`, "gi");
   return Array.from(src.matchAll(re), (m) => (m[2] ? m[2].slice(1, -1).replace(/\\(.)/g, "$1") : (m[3] ?? "")))
@@ -259,15 +328,16 @@ function inventoryInPage(sheetTexts: Record<string, string>): Inventory {
   const rules: RawRule[] = [];
   const names = ["font-family", "src", "font-weight", "font-style", "unicode-range"];
   const seen = new Set<string>();
-  const walk = (list: CSSRuleList, base: string): void => {
+  const inlineTexts: Record<string, string> = {};
+  const walk = (list: CSSRuleList, base: string, sheetKey: string): void => {
     for (const rule of Array.from(list)) {
       if (rule instanceof CSSFontFaceRule) {
         const [family = "", src = "", weight = "", style = "", unicodeRange = ""] = names.map((p) =>
           rule.style.getPropertyValue(p),
         );
-        rules.push({ family, src, weight, style, unicodeRange, base });
+        rules.push({ family, src, weight, style, unicodeRange, base, sheet: sheetKey });
       } else if (rule instanceof CSSImportRule && rule.styleSheet) visit(rule.styleSheet);
-      else if ("cssRules" in rule) walk((rule as CSSGroupingRule).cssRules, base);
+      else if ("cssRules" in rule) walk((rule as CSSGroupingRule).cssRules, base, sheetKey);
     }
   };
   const fromText = (href: string, depth: number): void => {
@@ -279,7 +349,7 @@ function inventoryInPage(sheetTexts: Record<string, string>): Inventory {
       for (const m of imports) fromText(new URL(m[1] ?? "", href).href, depth + 1);
       const sheet = new CSSStyleSheet();
       sheet.replaceSync(text);
-      walk(sheet.cssRules, href);
+      walk(sheet.cssRules, href, href);
     } catch {
       // An unparsable import URL or sheet only loses that sheet's rules.
     }
@@ -292,8 +362,13 @@ function inventoryInPage(sheetTexts: Record<string, string>): Inventory {
       if (sheet.href) fromText(sheet.href, 0);
       return;
     }
-    walk(list, sheet.href ?? document.baseURI);
+    let key = sheet.href;
+    if (key === null) {
+      key = `inline:${Object.keys(inlineTexts).length}`;
+      inlineTexts[key] = sheet.ownerNode?.textContent ?? "";
+    }
+    walk(list, sheet.href ?? document.baseURI, key);
   };
   for (const sheet of [...Array.from(document.styleSheets), ...document.adoptedStyleSheets]) visit(sheet);
-  return { fonts, rules, baseURI: document.baseURI };
+  return { fonts, rules, baseURI: document.baseURI, inlineTexts };
 }

@@ -6,6 +6,7 @@ import { scanReportV1, type FailureKind, type ScanReport } from "../../protocol/
 import { BrowserCrashError, JobTimeoutError, type BrowserPool } from "./browser-pool.ts";
 import { extractFonts, type PageExtraction } from "./extract-fonts.ts";
 import { resolvePublicAddress } from "./ssrf.ts";
+import { staticScan } from "./static-path.ts";
 
 export type ScanSiteOptions = {
   allowHosts: string[];
@@ -14,17 +15,26 @@ export type ScanSiteOptions = {
   /** Budget of the page load; capped at the pool's page timeout. */
   navigationTimeoutMs: number;
   settleMs: number;
+  /**
+   * Try the static fast path (HTTP + CSS, no browser) first; it answers only pages whose fonts
+   * no script can change, and escalates the rest to the browser. Default false.
+   */
+  fastPath?: boolean;
+  /** Budget of the static attempt before the browser takes over; default 5000 ms. */
+  fastPathTimeoutMs?: number;
+  /** Called with the reason whenever the fast path hands a page to the browser. */
+  onEscalate?: (reason: string) => void;
 };
 
 type Failure = { kind: FailureKind; message: string };
 
 export async function scanSite(pool: BrowserPool, target: { url: string }, opts: ScanSiteOptions): Promise<ScanReport> {
   const startedAt = new Date().toISOString();
-  const finish = (failure: Failure | null, page?: PageExtraction): ScanReport =>
+  const finish = (failure: Failure | null, page?: PageExtraction, path: ScanReport["path"] = "browser"): ScanReport =>
     validated({
       status: failure ? "failed" : "ok",
       failure,
-      path: "browser",
+      path,
       pages: page ? [{ url: target.url, finalUrl: page.finalUrl, httpStatus: page.httpStatus }] : [],
       faces: page?.faces ?? [],
       files: page?.files ?? [],
@@ -45,6 +55,13 @@ export async function scanSite(pool: BrowserPool, target: { url: string }, opts:
   const check = await resolvePublicAddress(url.hostname, policy);
   if (!check.ok)
     return finish({ kind: check.reason.startsWith("dns:") ? "dns" : "blocked-address", message: check.reason });
+
+  if (opts.fastPath) {
+    const timeoutMs = Math.min(opts.fastPathTimeoutMs ?? 5_000, opts.navigationTimeoutMs);
+    const quick = await staticScan(url.href, { policy, maxFontBytes: opts.maxFontBytes, timeoutMs });
+    if (quick.answered) return finish(null, quick.page, "static");
+    opts.onEscalate?.(quick.reason);
+  }
 
   let page: PageExtraction;
   try {

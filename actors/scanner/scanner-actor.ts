@@ -7,6 +7,8 @@ import type { ActorDefinition } from "../../cluster/actor.ts";
 import { TransientError } from "../../cluster/errors.ts";
 import type { Config } from "../../config/mod.ts";
 import { consumers, msgIds, streams, subjects } from "../../protocol/mod.ts";
+import { instruments } from "../../cluster/metrics.ts";
+import { withSpan } from "../../cluster/telemetry.ts";
 import type { BrowserPool } from "./browser-pool.ts";
 import { scanSite } from "./scan-site.ts";
 
@@ -14,6 +16,21 @@ import { scanSite } from "./scan-site.ts";
 export function hostResolverRules(hostMap: Readonly<Record<string, string>>): string | undefined {
   const rules = Object.entries(hostMap).map(([pattern, ip]) => `MAP ${pattern} ${ip}`);
   return rules.length > 0 ? rules.join(", ") : undefined;
+}
+
+/** The pool with each page render (load, font extraction and parsing) in its own span. */
+function tracedPool(pool: BrowserPool): BrowserPool {
+  return new Proxy(pool, {
+    get(target, key) {
+      if (key === "run") {
+        const run: BrowserPool["run"] = (url, fn) =>
+          withSpan("render page", { "url.full": url }, () => target.run(url, fn));
+        return run;
+      }
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 export function scannerActor(config: Config, pool: BrowserPool): ActorDefinition<"scan-job"> {
@@ -29,19 +46,37 @@ export function scannerActor(config: Config, pool: BrowserPool): ActorDefinition
       if (Date.parse(job.leaseUntil) < Date.now()) {
         // The frontier has already handed this domain to a newer job; scanning it here would double the work.
         ctx.log.info({ domain: job.domain, jobId: job.jobId }, "lease expired before the scan started; skipped");
+        instruments().leaseExpiries.add(1, { region: job.region, where: "before-scan" });
         return;
       }
-      const report = await scanSite(
-        pool,
-        { url: job.url },
-        {
-          allowHosts: scanner.allowHosts,
-          hostMap: scanner.hostMap,
-          maxFontBytes: scanner.maxFontBytes,
-          navigationTimeoutMs: scanner.navigationTimeoutMs,
-          settleMs: scanner.settleMs,
-        },
+      const report = await withSpan("scan site", { "glyphscan.domain": job.domain, "url.full": job.url }, (span) =>
+        scanSite(
+          span ? tracedPool(pool) : pool,
+          { url: job.url },
+          {
+            allowHosts: scanner.allowHosts,
+            hostMap: scanner.hostMap,
+            maxFontBytes: scanner.maxFontBytes,
+            navigationTimeoutMs: scanner.navigationTimeoutMs,
+            settleMs: scanner.settleMs,
+            fastPath: scanner.fastPath,
+          },
+        ).then((r) => {
+          span?.setAttributes({
+            "glyphscan.scan.status": r.status,
+            "glyphscan.scan.failure": r.failure?.kind ?? "none",
+            "glyphscan.fonts.files": r.files.length,
+            "glyphscan.fonts.faces": r.faces.length,
+          });
+          return r;
+        }),
       );
+      const outcome = report.failure?.kind ?? "ok";
+      const metrics = instruments();
+      metrics.scans.add(1, { region: job.region, outcome });
+      const seconds = (Date.parse(report.finishedAt) - Date.parse(report.startedAt)) / 1000;
+      metrics.scanDuration.record(seconds, { region: job.region, outcome });
+      metrics.fonts.add(report.files.length, { region: job.region });
       if (report.failure?.kind === "browser-crash") {
         throw new TransientError(`browser crashed while scanning ${job.domain}: ${report.failure.message}`);
       }

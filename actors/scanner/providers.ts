@@ -1,0 +1,188 @@
+/**
+ * Web-font delivery services as data: which hosts and paths serve a provider's stylesheets,
+ * scripts and font files, and which markers in CSS text (tracking imports, licence comments)
+ * betray a provider's kit even when the site hosts the files itself. Sources: the provider URL
+ * formats in shared/notes/fonts.md §2 (AMP's font stylesheet allow-list, Wappalyzer's font
+ * script rules, and the providers' own documentation).
+ */
+import { getDomain } from "tldts";
+
+export const PROVIDER_IDS = [
+  "google-fonts",
+  "adobe-fonts",
+  "monotype",
+  "myfonts",
+  "hoefler-co",
+  "font-awesome",
+  "bunny-fonts",
+  "fontshare",
+  "fontsource-cdn",
+  "self-hosted",
+] as const;
+export type ProviderId = (typeof PROVIDER_IDS)[number];
+
+/** What a URL was fetched as: a stylesheet, a script, or a font file. */
+export type ResourceKind = "stylesheet" | "script" | "font";
+
+/** A URL matches when its host matches `host` and its path plus query matches `path` (if given). */
+export type UrlPattern = { kind: ResourceKind; host: RegExp; path?: RegExp };
+
+export type Provider = {
+  id: Exclude<ProviderId, "self-hosted">;
+  name: string;
+  urls: UrlPattern[];
+  /** Found in a stylesheet's text (comments included): the sheet belongs to this provider's kit. */
+  cssMarkers: RegExp[];
+};
+
+const css = (host: RegExp, path?: RegExp): UrlPattern => ({ kind: "stylesheet", host, ...(path ? { path } : {}) });
+const js = (host: RegExp, path?: RegExp): UrlPattern => ({ kind: "script", host, ...(path ? { path } : {}) });
+const font = (host: RegExp, path?: RegExp): UrlPattern => ({ kind: "font", host, ...(path ? { path } : {}) });
+
+/**
+ * Ordered: the first provider whose pattern matches wins, so Font Awesome's packages on jsDelivr
+ * and unpkg are claimed before the generic @fontsource CDN rules look at those hosts.
+ */
+export const PROVIDERS: readonly Provider[] = [
+  {
+    id: "google-fonts",
+    name: "Google Fonts",
+    urls: [
+      css(/^fonts\.googleapis\.com$/, /^\/(css2?|icon)\?|^\/earlyaccess\/[^/]+\.css/),
+      font(/^fonts\.gstatic\.com$/, /^\/(s\/[a-z0-9]+\/v\d+\/|l\/font\?)/),
+    ],
+    cssMarkers: [],
+  },
+  {
+    id: "adobe-fonts",
+    name: "Adobe Fonts (Typekit)",
+    urls: [
+      css(/^use\.typekit\.(net|com)$/, /^\/[a-z0-9]+\.css/),
+      css(/^p\.typekit\.net$/, /^\/p\.css/),
+      js(/^use\.typekit\.(net|com)$/, /^\/[a-z0-9]+\.js/),
+      font(/^use\.typekit\.(net|com)$/, /^\/af\/[0-9a-f]+\/[0-9a-f]+\//),
+    ],
+    cssMarkers: [/\/\/p\.typekit\.net(:\d+)?\/p\.css/i, /The Typekit service/i, /typekit\.com\/eulas\//i],
+  },
+  {
+    id: "monotype",
+    name: "Monotype Fonts (Fonts.com)",
+    urls: [
+      css(/^fast\.fonts\.net$/, /^\/(cssapi|lt)\//),
+      css(/^cdn\.fonts\.net$/, /^\/kit\//),
+      js(/^fast\.fonts\.net$/, /^\/jsapi\//),
+      js(/^cdn\.fonts\.net$/, /^\/kit\//),
+      font(/^fast\.fonts\.net$/),
+      font(/^cdn\.fonts\.net$/),
+    ],
+    cssMarkers: [/\/\/fast\.fonts\.net(:\d+)?\/lt\//i, /valuable copyrighted property of Monotype/i],
+  },
+  {
+    id: "myfonts",
+    name: "MyFonts",
+    urls: [css(/(^|\.)myfonts\.net$/), js(/(^|\.)myfonts\.net$/), font(/(^|\.)myfonts\.net$/)],
+    cssMarkers: [/\/\/hello\.myfonts\.net(:\d+)?\/count\//i, /MyFonts Webfont Build ID/i],
+  },
+  {
+    id: "hoefler-co",
+    name: "Hoefler&Co Cloud.typography",
+    urls: [css(/^cloud\.typography\.com$/, /^\/\d+\/\d+\/css\/fonts\.css/), font(/^cloud\.typography\.com$/)],
+    cssMarkers: [],
+  },
+  {
+    id: "font-awesome",
+    name: "Font Awesome",
+    urls: [
+      css(/^(use|pro|kit|kit-pro|ka-f|ka-p)\.fontawesome\.com$/),
+      js(/^(use|pro|kit|kit-pro|ka-f|ka-p)\.fontawesome\.com$/),
+      font(/^(use|pro|kit|kit-pro|ka-f|ka-p)\.fontawesome\.com$/),
+      ...(["stylesheet", "font"] as const).flatMap((kind) => [
+        { kind, host: /^cdnjs\.cloudflare\.com$/, path: /^\/ajax\/libs\/(font-awesome|fontawesome)\// },
+        { kind, host: /^(maxcdn|stackpath|netdna)\.bootstrapcdn\.com$/, path: /^\/font-awesome\// },
+        { kind, host: /^cdn\.jsdelivr\.net$/, path: /^\/npm\/(@fortawesome\/|font-awesome@)/ },
+        { kind, host: /^unpkg\.com$/, path: /^\/(@fortawesome\/|font-awesome@)/ },
+      ]),
+    ],
+    cssMarkers: [],
+  },
+  {
+    id: "bunny-fonts",
+    name: "Bunny Fonts",
+    urls: [css(/^fonts\.bunny\.net$/, /^\/css2?\?/), font(/^fonts\.bunny\.net$/)],
+    cssMarkers: [],
+  },
+  {
+    id: "fontshare",
+    name: "Fontshare",
+    urls: [css(/^api\.fontshare\.com$/, /^\/v\d+\/css\?/), font(/^cdn\.fontshare\.com$/)],
+    cssMarkers: [],
+  },
+  {
+    id: "fontsource-cdn",
+    name: "Fontsource on a public CDN",
+    urls: (["stylesheet", "font"] as const).flatMap((kind) => [
+      { kind, host: /^cdn\.jsdelivr\.net$/, path: /^\/(npm\/@fontsource(-variable)?\/|fontsource\/)/ },
+      { kind, host: /^unpkg\.com$/, path: /^\/@fontsource(-variable)?\// },
+      { kind, host: /^cdnjs\.cloudflare\.com$/, path: /^\/ajax\/libs\/fontsource/ },
+    ]),
+    cssMarkers: [],
+  },
+];
+
+/** The provider whose `kind` pattern matches the URL, or null. `data:` and unparsable URLs match nothing. */
+export function providerOfUrl(url: string, kind: ResourceKind): Provider["id"] | null {
+  const u = URL.canParse(url) ? new URL(url) : null;
+  if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) return null;
+  const host = u.hostname.toLowerCase().replace(/\.$/, "");
+  const rest = u.pathname + u.search;
+  for (const p of PROVIDERS) {
+    if (p.urls.some((pat) => pat.kind === kind && pat.host.test(host) && (!pat.path || pat.path.test(rest)))) {
+      return p.id;
+    }
+  }
+  return null;
+}
+
+/** The provider whose marker (tracking import, licence comment) the CSS text carries, or null. */
+export function providerOfCss(text: string): Provider["id"] | null {
+  return PROVIDERS.find((p) => p.cssMarkers.some((re) => re.test(text)))?.id ?? null;
+}
+
+/** Whether both URLs are on the same registrable domain (IP literals: the same host). */
+export function sameSite(url: string, pageUrl: string): boolean {
+  if (!URL.canParse(url) || !URL.canParse(pageUrl)) return false;
+  const a = new URL(url).hostname.toLowerCase();
+  const b = new URL(pageUrl).hostname.toLowerCase();
+  return (getDomain(a) ?? a) === (getDomain(b) ?? b);
+}
+
+/**
+ * Who delivered a font file: a known service by its URL; else the provider of the stylesheet
+ * that declared it (a MyFonts or Monotype kit the site hosts itself); else `self-hosted` when
+ * it came from the page's own registrable domain or inline as a `data:` URI; else null (a
+ * third-party host we do not know).
+ */
+export function fontProvider(
+  fileUrl: string,
+  pageUrl: string,
+  sheetProvider: ProviderId | null = null,
+): ProviderId | null {
+  const byUrl = providerOfUrl(fileUrl, "font");
+  if (byUrl) return byUrl;
+  if (sheetProvider && sheetProvider !== "self-hosted") return sheetProvider;
+  if (fileUrl.startsWith("data:") || sameSite(fileUrl, pageUrl)) return "self-hosted";
+  return null;
+}
+
+/**
+ * Provider of a stylesheet: by its URL, else by markers in its text; an inline sheet or one on
+ * the page's own registrable domain without markers is self-hosted.
+ */
+export function stylesheetProvider(sheetUrl: string | null, text: string | null, pageUrl: string): ProviderId | null {
+  const byUrl = sheetUrl ? providerOfUrl(sheetUrl, "stylesheet") : null;
+  if (byUrl) return byUrl;
+  const byText = text ? providerOfCss(text) : null;
+  if (byText) return byText;
+  if (sheetUrl === null || sameSite(sheetUrl, pageUrl)) return "self-hosted";
+  return null;
+}

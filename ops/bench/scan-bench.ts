@@ -1,0 +1,245 @@
+/**
+ * `npm run bench:scan`: our scanner against Crawlee's PuppeteerCrawler on the local corpus, in
+ * one run. Both use the same Chromium and the same page-side extraction (startCapture), and
+ * both are scored against the corpus's ground truth. Times run from before the browser launch
+ * to the last page answered. Ours tries the static fast path first (--no-fast-path: browser
+ * only); the fast path is also run alone. Flags: --sites N (200), --concurrency N (browser
+ * pages at once, 4, both crawlers), --json FILE, --skip-crawlee (development only: no ratio).
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { Configuration, log, PuppeteerCrawler } from "crawlee";
+import puppeteerCore from "puppeteer-core";
+import { BrowserPool } from "../../actors/scanner/browser-pool.ts";
+import { startCapture, type Capturing } from "../../actors/scanner/extract-fonts.ts";
+import { scanSite, type ScanSiteOptions } from "../../actors/scanner/scan-site.ts";
+import { staticScan } from "../../actors/scanner/static-path.ts";
+import { startCorpus, VARIANTS, type Corpus } from "../demo/corpus.ts";
+import { sampleTreeRss } from "./scan-rss.ts";
+import { score, type Found, type Score } from "./scan-score.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const EXTRACT = { maxFontBytes: 10 * 1024 * 1024, navigationTimeoutMs: 30_000, settleMs: 150 };
+
+type Run = {
+  seconds: number;
+  pagesPerSecond: number;
+  peakRssMb: number;
+  score: Score;
+  paths?: Record<string, number>;
+  escalations?: Record<string, number>;
+};
+const POLICY = { allowHosts: ["*.test"], hostMap: { "*.test": "127.0.0.1" } };
+
+/** Runs `work` over the items with `workers` workers pulling from one queue. */
+async function pull<T>(items: readonly T[], workers: number, work: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  const worker = async (): Promise<void> => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await work(item);
+  };
+  await Promise.all(Array.from({ length: workers }, worker));
+}
+
+async function runOurs(corpus: Corpus, concurrency: number, fastPath: boolean): Promise<Run> {
+  const rss = sampleTreeRss();
+  const started = performance.now();
+  const pool = await BrowserPool.launch({
+    executablePath: CHROMIUM,
+    concurrency,
+    pageTimeoutMs: EXTRACT.navigationTimeoutMs,
+    hostResolverRules: corpus.hostResolverRules,
+  });
+  const escalations: Record<string, number> = {};
+  const opts: ScanSiteOptions = {
+    ...POLICY,
+    ...EXTRACT,
+    fastPath,
+    onEscalate: (reason) => void (escalations[reason] = (escalations[reason] ?? 0) + 1),
+  };
+  const found = new Map<string, Found>();
+  const paths: Record<string, number> = {};
+  let seconds = 0;
+  try {
+    // Workers pull sites as the scanner actor's workers pull jobs. There are twice as many as
+    // browser slots, so a worker answering without the browser never leaves a slot idle, while
+    // the pool's queue stays short (its job budget counts from the call, not from the start).
+    await pull(corpus.sites, concurrency * 2, async (site) => {
+      const report = await scanSite(pool, { url: site.url }, opts);
+      paths[report.path] = (paths[report.path] ?? 0) + 1;
+      found.set(site.domain, report.status === "ok" ? report : null);
+    });
+    seconds = (performance.now() - started) / 1000;
+  } finally {
+    await pool.close();
+  }
+  const peakRssMb = rss.stop();
+  const scored = score(corpus.sites, found);
+  return { seconds, pagesPerSecond: corpus.sites.length / seconds, peakRssMb, score: scored, paths, escalations };
+}
+
+/**
+ * The fast path alone, no browser: every site is tried; pages/s counts every site tried
+ * (escalations end early), and the score covers only the sites it answered.
+ */
+async function runFastPath(corpus: Corpus, concurrency: number): Promise<Run & { answered: number }> {
+  const rss = sampleTreeRss();
+  const found = new Map<string, Found>();
+  const started = performance.now();
+  await pull(corpus.sites, concurrency * 2, async (site) => {
+    const out = await staticScan(site.url, { policy: POLICY, maxFontBytes: EXTRACT.maxFontBytes, timeoutMs: 5_000 });
+    if (out.answered) found.set(site.domain, out.page);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const peakRssMb = rss.stop();
+  const answeredSites = corpus.sites.filter((s) => found.has(s.domain));
+  return {
+    seconds,
+    pagesPerSecond: corpus.sites.length / seconds,
+    peakRssMb,
+    score: score(answeredSites, found),
+    answered: answeredSites.length,
+  };
+}
+
+async function runCrawlee(corpus: Corpus, concurrency: number): Promise<Run> {
+  log.setLevel(log.LEVELS.WARNING);
+  const found = new Map<string, Found>();
+  const capturing = new Map<string, Capturing>();
+  let lastDone = 0;
+  const args = ["--disable-gpu", `--host-resolver-rules=${corpus.hostResolverRules}`];
+  if (process.getuid?.() === 0) args.push("--no-sandbox");
+  // Crawlee's defaults except concurrency (and the launcher, binary and host mapping it needs to
+  // reach the corpus); in-memory storage so the run leaves no ./storage behind.
+  const crawler = new PuppeteerCrawler(
+    {
+      launchContext: { launcher: puppeteerCore, launchOptions: { executablePath: CHROMIUM, headless: true, args } },
+      minConcurrency: concurrency,
+      maxConcurrency: concurrency,
+      preNavigationHooks: [
+        async ({ page, request }) => {
+          capturing.set(request.uniqueKey, await startCapture(page, EXTRACT));
+        },
+      ],
+      async requestHandler({ request, response }) {
+        const capture = capturing.get(request.uniqueKey)!;
+        try {
+          const result = await capture.collect(response?.status() ?? null, Date.now() + EXTRACT.navigationTimeoutMs);
+          found.set(String(request.userData.domain), result);
+        } finally {
+          capture.stop();
+          capturing.delete(request.uniqueKey);
+          lastDone = performance.now();
+        }
+      },
+      failedRequestHandler({ request }) {
+        found.set(String(request.userData.domain), null);
+        lastDone = performance.now();
+      },
+    },
+    new Configuration({ persistStorage: false }),
+  );
+  const rss = sampleTreeRss();
+  const started = performance.now();
+  await crawler.run(corpus.sites.map((s) => ({ url: s.url, userData: { domain: s.domain } })));
+  const peakRssMb = rss.stop();
+  const seconds = ((lastDone || performance.now()) - started) / 1000;
+  return { seconds, pagesPerSecond: corpus.sites.length / seconds, peakRssMb, score: score(corpus.sites, found) };
+}
+
+const fmt = (n: number, digits = 2) => n.toFixed(digits);
+
+function printTable(rows: Array<[string, Run | null]>): void {
+  const header = [
+    "run",
+    "pages/s",
+    "seconds",
+    "file recall",
+    "file precision",
+    "family recall",
+    "family prec.",
+    "failed",
+    "peak RSS MB",
+  ];
+  const lines = rows.map(([name, r]) =>
+    r
+      ? [
+          name,
+          fmt(r.pagesPerSecond),
+          fmt(r.seconds, 1),
+          fmt(r.score.fileRecall, 3),
+          fmt(r.score.filePrecision, 3),
+          fmt(r.score.familyRecall, 3),
+          fmt(r.score.familyPrecision, 3),
+          String(r.score.failedSites),
+          fmt(r.peakRssMb, 0),
+        ]
+      : [name, "not measured", "", "", "", "", "", "", ""],
+  );
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const row = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
+  console.log(row(header));
+  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  for (const l of lines) console.log(row(l));
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      sites: { type: "string", default: "200" },
+      concurrency: { type: "string", default: "4" },
+      json: { type: "string" },
+      "no-fast-path": { type: "boolean", default: false },
+      "skip-crawlee": { type: "boolean", default: false },
+    },
+  });
+  const sites = Number(values.sites);
+  const concurrency = Number(values.concurrency);
+  if (!Number.isInteger(sites) || sites < VARIANTS.length || !Number.isInteger(concurrency) || concurrency < 1) {
+    throw new Error("--sites must be an integer ≥ 5 and --concurrency ≥ 1");
+  }
+  const fastPath = !values["no-fast-path"];
+  const corpus = await startCorpus({ sites });
+  try {
+    const mix = VARIANTS.map((v) => `${v} ${corpus.sites.filter((s) => s.variant === v).length}`).join(", ");
+    console.log(`corpus: ${sites} sites (${mix}), images on every page; browser concurrency ${concurrency}`);
+    const ours = await runOurs(corpus, concurrency, fastPath);
+    const crawlee = values["skip-crawlee"] ? null : await runCrawlee(corpus, concurrency);
+    const fast = await runFastPath(corpus, concurrency);
+    const fastPathShare = (ours.paths?.static ?? 0) / sites;
+    printTable([
+      [`glyphscan (${fastPath ? "fast path, then " : ""}BrowserPool CONTEXT)`, ours],
+      ["Crawlee PuppeteerCrawler (defaults)", crawlee],
+      [`fast path alone (answered ${fast.answered}/${sites}; scored on those)`, fast],
+    ]);
+    const ratio = crawlee ? ours.pagesPerSecond / crawlee.pagesPerSecond : null;
+    console.log(`paths: ${JSON.stringify(ours.paths)}; fast path share ${fmt(fastPathShare, 3)}`);
+    console.log(`escalated to the browser: ${JSON.stringify(ours.escalations)}`);
+    console.log(`ratio vs Crawlee: ${ratio === null ? "not measured" : fmt(ratio)}x (goal ≥ 2x)`);
+    if (values.json) {
+      const figures = {
+        sites,
+        concurrency,
+        pagesPerSecond: ours.pagesPerSecond,
+        crawleePagesPerSecond: crawlee?.pagesPerSecond ?? null,
+        ratioVsCrawlee: ratio,
+        recall: ours.score.fileRecall,
+        precision: ours.score.filePrecision,
+        familyRecall: ours.score.familyRecall,
+        familyPrecision: ours.score.familyPrecision,
+        crawleeRecall: crawlee?.score.fileRecall ?? null,
+        crawleePrecision: crawlee?.score.filePrecision ?? null,
+        fastPathShare,
+        fastPathPagesPerSecond: fast.pagesPerSecond,
+        peakRssMb: ours.peakRssMb,
+        crawleePeakRssMb: crawlee?.peakRssMb ?? null,
+        runs: { ours, crawlee, fastPath: fast },
+      };
+      writeFileSync(values.json, JSON.stringify(figures, null, 2) + "\n");
+      console.log(`figures written to ${values.json}`);
+    }
+  } finally {
+    await corpus.close();
+  }
+}
+
+await main();

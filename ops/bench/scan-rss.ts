@@ -1,0 +1,59 @@
+/**
+ * Peak resident memory of this process and all its descendants (Chromium and its renderers),
+ * sampled from /proc. RSS double-counts pages shared between processes, so the sum overstates
+ * the true footprint; it is the figure `ps` users compare, and the same method for both crawlers.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+export type RssSampler = { peakMb(): number; stop(): number };
+
+/** Samples every `intervalMs` until stop(); stop() returns the peak in MB (MiB). */
+export function sampleTreeRss(intervalMs = 500, root = process.pid): RssSampler {
+  let peak = 0;
+  const tick = (): void => {
+    const total = treeRssBytes(root);
+    if (total > peak) peak = total;
+  };
+  tick();
+  const timer = setInterval(tick, intervalMs);
+  timer.unref();
+  const mb = () => peak / 1024 / 1024;
+  return {
+    peakMb: mb,
+    stop() {
+      clearInterval(timer);
+      tick();
+      return mb();
+    },
+  };
+}
+
+function treeRssBytes(root: number): number {
+  const children = new Map<number, number[]>();
+  const rss = new Map<number, number>();
+  const pageSize = 4096;
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // /proc/<pid>/stat: "pid (comm) state ppid …"; comm may hold spaces and parentheses.
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const pid = Number(name);
+      const ppid = Number(fields[1]);
+      rss.set(pid, Number(fields[21]) * pageSize); // field 24 of stat: rss in pages
+      const list = children.get(ppid) ?? [];
+      list.push(pid);
+      children.set(ppid, list);
+    } catch {
+      // The process exited between readdir and read.
+    }
+  }
+  let total = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const pid = stack.pop()!;
+    total += rss.get(pid) ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return total;
+}
