@@ -19,6 +19,8 @@ export interface NodeEntry {
   heartbeatAt: string;
   /** Actor name → messages in flight. */
   inflight: Record<string, number>;
+  /** Pages this node renders at once (scanner role), for the dispatcher's backpressure. */
+  scannerSlots?: number;
 }
 
 export async function openRegistry(js: JetStreamClient, heartbeatMs: number): Promise<KV> {

@@ -1,43 +1,79 @@
 /**
- * The dispatcher: every tick, lease the region's due domains and publish them as scan jobs,
- * never more than the region may hold in flight. Leasing is an atomic claim per document, so
- * two dispatchers never hand out the same domain; a job that is never answered comes back
- * when its lease runs out.
+ * The dispatcher: every tick, lease the region's due domains in one batch and publish them as
+ * scan jobs. With cluster options (as a node runs it) it dispatches only while it holds the
+ * region's leader lease, and only as many jobs as the region's scanners can take: live scanner
+ * slots (node registry) times `jobsPerScannerSlot`, minus what `jobs.<region>` already holds
+ * (consumer pending + ack-pending), so the stream stays bounded however large the frontier is.
+ * Leasing is a conditional claim per domain, so even two dispatchers never hand out the same
+ * domain; a job that is never answered comes back when its lease runs out.
  */
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
 import type { Service, ServiceState } from "../../cluster/service.ts";
 import { publishMessage } from "../../cluster/envelope.ts";
 import { errorMessage } from "../../cluster/errors.ts";
 import type { Logger } from "../../cluster/log.ts";
-import { msgIds, subjects } from "../../protocol/mod.ts";
-import type { DomainStore, FrontierPolicy } from "./domain-store.ts";
+import { instruments } from "../../cluster/metrics.ts";
+import { listNodes, openRegistry } from "../../cluster/registry.ts";
+import { consumers, msgIds, streams, subjects } from "../../protocol/mod.ts";
+import type { DomainStore, FrontierPolicy, LeasedJob } from "./domain-store.ts";
+import { Leadership } from "./leadership.ts";
+
+/** What a dispatcher inside a cluster node needs for leadership and backpressure. */
+export interface DispatcherCluster {
+  jsm: JetStreamManager;
+  /** Holder name in the leader lease. */
+  nodeId: string;
+  /** Node registry heartbeat, to judge which scanners are live. */
+  heartbeatMs: number;
+}
+
+/** Jobs published at once within a round. */
+const PUBLISH_PARALLEL = 64;
 
 export class Dispatcher implements Service {
   readonly name: string;
   state: ServiceState = "starting";
   #timer: NodeJS.Timeout | undefined;
-  #tick: Promise<void> = Promise.resolve();
+  #tick: Promise<unknown> = Promise.resolve();
   readonly #region: string;
   readonly #store: DomainStore;
   readonly #js: JetStreamClient;
   readonly #policy: FrontierPolicy;
   readonly #log: Logger;
+  readonly #cluster: DispatcherCluster | undefined;
+  readonly leadership: Leadership | undefined;
+  #registry: KV | undefined;
 
-  constructor(region: string, store: DomainStore, js: JetStreamClient, policy: FrontierPolicy, log: Logger) {
+  constructor(
+    region: string,
+    store: DomainStore,
+    js: JetStreamClient,
+    policy: FrontierPolicy,
+    log: Logger,
+    cluster?: DispatcherCluster,
+  ) {
     this.#region = region;
     this.#store = store;
     this.#js = js;
     this.#policy = policy;
     this.#log = log.child({ service: "dispatcher", region });
+    this.#cluster = cluster;
+    this.leadership = cluster
+      ? new Leadership(js, "dispatcher", region, cluster.nodeId, policy.leaderTtlMs, log)
+      : undefined;
     this.name = `dispatcher-${region}`;
   }
 
   async start(): Promise<void> {
+    if (this.#cluster) {
+      this.#registry = await openRegistry(this.#js, this.#cluster.heartbeatMs);
+      await this.leadership!.start();
+    }
     this.state = "running";
     const loop = () => {
       if (this.state !== "running") return;
       this.#tick = this.dispatchOnce()
-        .then(() => undefined)
         .catch((err: unknown) => this.#log.warn({ err: errorMessage(err) }, "dispatch failed; retrying next tick"))
         .finally(() => {
           if (this.state === "running") this.#timer = setTimeout(loop, this.#policy.dispatchIntervalMs);
@@ -46,28 +82,75 @@ export class Dispatcher implements Service {
     loop();
   }
 
+  /** May this dispatcher publish now? */
+  get leading(): boolean {
+    return this.leadership ? this.leadership.held : true;
+  }
+
+  /** Jobs the region can take now. */
+  async room(now = new Date()): Promise<number> {
+    if (!this.#cluster || !this.#registry) {
+      return this.#policy.maxJobsInFlight - (await this.#store.countInFlight(this.#region, now));
+    }
+    const [jobs, nodes] = await Promise.all([
+      this.#cluster.jsm.consumers.info(streams.jobs(this.#region), consumers.scanners),
+      listNodes(this.#registry, this.#cluster.heartbeatMs, now.getTime()),
+    ]);
+    const slots = nodes
+      .filter((n) => n.region === this.#region && n.state === "running" && n.roles.includes("scanner"))
+      .reduce((sum, n) => sum + (n.scannerSlots ?? 1), 0);
+    const queued = jobs.num_pending + jobs.num_ack_pending;
+    return Math.min(this.#policy.maxJobsInFlight, slots * this.#policy.jobsPerScannerSlot) - queued;
+  }
+
   /** One round: returns how many jobs were published. */
   async dispatchOnce(now = new Date()): Promise<number> {
-    const room = this.#policy.maxJobsInFlight - (await this.#store.countInFlight(this.#region, now));
-    const jobs = await this.#store.leaseDue(this.#region, Math.min(room, this.#policy.dispatchBatch), now);
+    if (!this.leading) return 0;
+    const room = Math.min(await this.room(now), this.#policy.dispatchBatch);
+    if (room <= 0) return 0;
+    const jobs = await this.#store.leaseDue(this.#region, room, now);
     let published = 0;
-    for (const { job, traceparent } of jobs) {
-      try {
-        await publishMessage(this.#js, {
-          subject: subjects.jobs(this.#region),
-          schema: "scan-job",
-          body: job,
-          msgId: msgIds.job(job.jobId),
-          parentTraceparent: traceparent,
-        });
-        published++;
-      } catch (err) {
-        this.#log.warn({ domain: job.domain, err: errorMessage(err) }, "job not published; lease released");
-        await this.#store.releaseLease(job.domain, job.leaseToken).catch(() => undefined);
+    for (let i = 0; i < jobs.length; i += PUBLISH_PARALLEL) {
+      const chunk = jobs.slice(i, i + PUBLISH_PARALLEL);
+      if (!this.leading) {
+        // Lost the lead mid-round: hand back what we claimed but did not publish.
+        this.#log.warn({ unpublished: jobs.length - i }, "lead lost; leases released");
+        await this.#release(jobs.slice(i));
+        break;
+      }
+      const results = await Promise.allSettled(
+        chunk.map(({ job, traceparent }) =>
+          publishMessage(this.#js, {
+            subject: subjects.jobs(this.#region),
+            schema: "scan-job",
+            body: job,
+            msgId: msgIds.job(job.jobId),
+            parentTraceparent: traceparent,
+          }),
+        ),
+      );
+      const failed = chunk.filter((_, k) => results[k]!.status === "rejected");
+      published += chunk.length - failed.length;
+      if (failed.length > 0) {
+        const first = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+        this.#log.warn(
+          { failed: failed.length, err: errorMessage(first.reason) },
+          "jobs not published; leases released",
+        );
+        await this.#release(failed);
       }
     }
-    if (published > 0) this.#log.debug({ published }, "dispatched");
+    if (published > 0) {
+      instruments().jobsDispatched.add(published, { region: this.#region });
+      this.#log.debug({ published }, "dispatched");
+    }
     return published;
+  }
+
+  async #release(jobs: readonly LeasedJob[]): Promise<void> {
+    await Promise.all(
+      jobs.map(({ job }) => this.#store.releaseLease(job.domain, job.leaseToken).catch(() => undefined)),
+    );
   }
 
   async stop(): Promise<void> {
@@ -75,5 +158,6 @@ export class Dispatcher implements Service {
     this.state = "stopped";
     clearTimeout(this.#timer);
     await this.#tick;
+    await this.leadership?.stop();
   }
 }

@@ -74,46 +74,51 @@ export class DomainStore {
     });
   }
 
+  /** The dispatcher's query: due domains of a region, soonest first (index `due_by_region`). */
+  dueCursor(region: string, limit: number, now = new Date()) {
+    return this.#c.domains
+      .find({ region, nextScanAt: { $lte: now } }, { projection: { _id: 1, nextScanAt: 1 } })
+      .sort({ nextScanAt: 1 })
+      .limit(limit);
+  }
+
   /**
-   * Leases up to `limit` due domains. A lease moves nextScanAt to the lease's end, so a job
-   * whose scanner vanished becomes due again by itself when the lease runs out.
+   * Leases up to `limit` due domains in one round, without transactions: read the soonest due
+   * ids, claim them in one conditional updateMany (`_id` among them and still due: a domain
+   * another dispatcher claimed meanwhile has moved its nextScanAt to its lease's end and no longer
+   * matches), then read back which ones carry this round's token. A lease moves nextScanAt to the
+   * lease's end, so a job whose scanner vanished becomes due again by itself when it runs out.
+   * (One updateMany, not a bulkWrite of per-id updates: FerretDB v1 runs the latter very slowly.)
    */
   async leaseDue(region: string, limit: number, now = new Date()): Promise<LeasedJob[]> {
-    const jobs: LeasedJob[] = [];
-    for (let i = 0; i < limit; i++) {
-      const token = `${now.getTime().toString(36)}-${randomBytes(6).toString("hex")}`;
-      const leaseUntil = new Date(now.getTime() + this.#policy.leaseMs);
-      const doc = await this.#c.domains.findOneAndUpdate(
-        { region, nextScanAt: { $lte: now } },
-        {
-          $set: {
-            state: "leased",
-            leaseToken: token,
-            leaseUntil,
-            nextScanAt: leaseUntil,
-          },
-          $inc: { attempts: 1 },
-        },
-        { sort: { nextScanAt: 1 }, returnDocument: "after" },
-      );
-      if (!doc) break;
-      const jobId = `${doc._id}:${token}`;
-      await this.#c.domains.updateOne({ _id: doc._id, leaseToken: token }, { $set: { leaseJobId: jobId } });
-      jobs.push({
-        traceparent: doc.traceparent ?? undefined,
-        job: {
-          jobId,
-          domain: doc._id,
-          url: doc.seedUrl,
-          region,
-          attempt: doc.attempts,
-          leaseToken: token,
-          leaseUntil: leaseUntil.toISOString(),
-          dispatchedAt: now.toISOString(),
-        },
-      });
-    }
-    return jobs;
+    if (limit <= 0) return [];
+    const candidates = await this.dueCursor(region, limit, now).toArray();
+    if (candidates.length === 0) return [];
+    const token = `${now.getTime().toString(36)}-${randomBytes(6).toString("hex")}`;
+    const leaseUntil = new Date(now.getTime() + this.#policy.leaseMs);
+    await this.#c.domains.updateMany(
+      { _id: { $in: candidates.map((c) => c._id) }, region, nextScanAt: { $lte: now } },
+      {
+        $set: { state: "leased", leaseToken: token, leaseJobId: null, leaseUntil, nextScanAt: leaseUntil },
+        $inc: { attempts: 1 },
+      },
+    );
+    const won = await this.#c.domains.find({ _id: { $in: candidates.map((c) => c._id) }, leaseToken: token }).toArray();
+    const order = new Map(candidates.map((c, i) => [c._id, i]));
+    won.sort((a, b) => order.get(a._id)! - order.get(b._id)!);
+    return won.map((doc) => ({
+      traceparent: doc.traceparent ?? undefined,
+      job: {
+        jobId: `${doc._id}:${token}`,
+        domain: doc._id,
+        url: doc.seedUrl,
+        region,
+        attempt: doc.attempts,
+        leaseToken: token,
+        leaseUntil: leaseUntil.toISOString(),
+        dispatchedAt: now.toISOString(),
+      },
+    }));
   }
 
   /** Gives a lease back at once (its job could not be published), so the domain is due again. */
