@@ -1,12 +1,24 @@
 /**
  * Results writer: one `scans` document per job, the font catalogue by SHA-256, and the
  * outcome on the domain (next scan, retry, or parked). Keyed writes make redelivery harmless.
+ * With licensing, each successful scan also gets the licence verdict of every font it used, the
+ * domain a compliance summary with what changed since its previous scan, and downstream systems a
+ * `compliance-verdict` event on `compliance.<region>`.
  */
 import type { ActorDefinition } from "../../cluster/actor.ts";
-import { consumers, streams, type ScanResult } from "../../protocol/mod.ts";
+import { consumers, msgIds, streams, subjects, type ComplianceVerdict, type ScanResult } from "../../protocol/mod.ts";
 import type { Collections } from "../store/database.ts";
 import type { ScanDoc, ScanSummary } from "../store/documents.ts";
 import type { DomainStore } from "../frontier/domain-store.ts";
+import {
+  assessScan,
+  complianceEvent,
+  countVerdicts,
+  diffVerdicts,
+  type ComplianceSummary,
+  type LicensingDeps,
+} from "../licensing/compliance.ts";
+import type { FontVerdict } from "../licensing/verdict.ts";
 
 export function summarise(result: ScanResult): ScanSummary {
   const { report } = result;
@@ -25,14 +37,46 @@ export function summarise(result: ScanResult): ScanSummary {
   };
 }
 
+export interface RecordedScan {
+  lease: "current" | "stale";
+  /** The event to publish, when the scan was assessed. */
+  compliance: ComplianceVerdict | null;
+}
+
+/**
+ * Verdicts for a scan, compared with the domain's previous assessed scan (by finish time, so a
+ * redelivered or late result compares with what came before it, not with itself).
+ */
+async function assess(
+  collections: Collections,
+  licensing: LicensingDeps,
+  result: ScanResult,
+  now: Date,
+): Promise<{ verdicts: FontVerdict[]; summary: ComplianceSummary }> {
+  const verdicts = await assessScan(licensing, result, now);
+  const previous = await collections.scans.findOne(
+    {
+      domain: result.domain,
+      _id: { $ne: result.jobId },
+      finishedAt: { $lt: new Date(result.report.finishedAt) },
+      verdicts: { $exists: true },
+    },
+    { sort: { finishedAt: -1 }, projection: { _id: 1, verdicts: 1 } },
+  );
+  const changes = diffVerdicts(previous ? { jobId: previous._id, verdicts: previous.verdicts ?? [] } : null, verdicts);
+  return { verdicts, summary: { counts: countVerdicts(verdicts), changes, assessedAt: now } };
+}
+
 export async function recordScan(
   collections: Collections,
   store: DomainStore,
   result: ScanResult,
   now = new Date(),
-): Promise<"current" | "stale"> {
+  licensing?: LicensingDeps,
+): Promise<RecordedScan> {
   const { report } = result;
   const current = await store.get(result.domain);
+  const assessed = licensing && report.status === "ok" ? await assess(collections, licensing, result, now) : null;
   const scan: ScanDoc = {
     _id: result.jobId,
     domain: result.domain,
@@ -52,6 +96,7 @@ export async function recordScan(
     finishedAt: new Date(report.finishedAt),
     durationMs: Date.parse(report.finishedAt) - Date.parse(report.startedAt),
     recordedAt: now,
+    ...(assessed ? { verdicts: assessed.verdicts, compliance: assessed.summary } : {}),
   };
   await collections.scans.replaceOne({ _id: scan._id }, scan, { upsert: true });
   if (report.files.length > 0) {
@@ -75,13 +120,16 @@ export async function recordScan(
       { ordered: false },
     );
   }
-  return store.recordOutcome(result, summarise(result), now);
+  const summary = assessed ? { ...summarise(result), compliance: assessed.summary } : summarise(result);
+  const lease = await store.recordOutcome(result, summary, now);
+  return { lease, compliance: assessed ? complianceEvent(result, assessed.verdicts, assessed.summary) : null };
 }
 
 export function resultsActor(
   region: string,
   collections: Collections,
   store: DomainStore,
+  licensing?: LicensingDeps,
 ): ActorDefinition<"scan-result"> {
   return {
     name: `results-${region}`,
@@ -91,8 +139,19 @@ export function resultsActor(
     accept: ["scan-result"],
     concurrency: 8,
     async handle(result, ctx) {
-      const lease = await recordScan(collections, store, result);
-      ctx.log.info({ domain: result.domain, status: result.report.status, lease }, "scan recorded");
+      const { lease, compliance } = await recordScan(collections, store, result, new Date(), licensing);
+      // Published after the writes: a redelivery recomputes the same event and the msg id drops the copy.
+      if (compliance)
+        await ctx.publish({
+          subject: subjects.compliance(result.region),
+          schema: "compliance-verdict",
+          body: compliance,
+          msgId: msgIds.compliance(result.jobId),
+        });
+      ctx.log.info(
+        { domain: result.domain, status: result.report.status, lease, verdicts: compliance?.counts },
+        "scan recorded",
+      );
     },
   };
 }

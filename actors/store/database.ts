@@ -4,12 +4,14 @@
  */
 import { MongoClient, type Collection, type Db } from "mongodb";
 import type { Config } from "../../config/mod.ts";
-import type { DomainDoc, FontDoc, ScanDoc } from "./documents.ts";
+import type { DomainDoc, FontDoc, LicenseDoc, LicenseDomainDoc, ScanDoc } from "./documents.ts";
 
 export interface Collections {
   domains: Collection<DomainDoc>;
   scans: Collection<ScanDoc>;
   fonts: Collection<FontDoc>;
+  licenses: Collection<LicenseDoc>;
+  licenseDomains: Collection<LicenseDomainDoc>;
 }
 
 export interface Database {
@@ -30,6 +32,8 @@ export async function openDatabase(config: Config): Promise<Database> {
     domains: db.collection<DomainDoc>("domains"),
     scans: db.collection<ScanDoc>("scans"),
     fonts: db.collection<FontDoc>("fonts"),
+    licenses: db.collection<LicenseDoc>("licenses"),
+    licenseDomains: db.collection<LicenseDomainDoc>("license_domains"),
   };
   // "Due in region, soonest first": the dispatcher's only query. Leases reuse nextScanAt.
   await collections.domains.createIndex({ region: 1, nextScanAt: 1 }, { name: "due_by_region" });

@@ -1,5 +1,7 @@
 /** Shapes of the stored documents. Field names carry no dots (FerretDB v1 refuses them). */
 import type { FailureKind, FontMetadata, ScanReport } from "../../protocol/mod.ts";
+import type { ComplianceSummary } from "../licensing/compliance.ts";
+import type { FontVerdict } from "../licensing/verdict.ts";
 
 /** Lifecycle of a domain in the frontier. */
 export type DomainState = "queued" | "leased" | "scanned" | "retry" | "failed";
@@ -15,6 +17,8 @@ export interface ScanSummary {
   usedFamilies: string[];
   declaredOnlyFamilies: string[];
   fileCount: number;
+  /** Verdict counts of the scan and what changed since the previous one (absent before licensing). */
+  compliance?: ComplianceSummary | null;
 }
 
 export interface DomainDoc {
@@ -58,6 +62,9 @@ export interface ScanDoc {
   finishedAt: Date;
   durationMs: number;
   recordedAt: Date;
+  /** Licence verdict of each font file used, with evidence (absent on scans recorded before licensing). */
+  verdicts?: FontVerdict[];
+  compliance?: ComplianceSummary | null;
 }
 
 /** The font catalogue: one document per distinct file, parsed once. */
@@ -69,4 +76,38 @@ export interface FontDoc {
   firstSeenAt: Date;
   lastSeenAt: Date;
   firstUrl: string;
+}
+
+/** A licence from the registry (`glyphscan licenses import`), keyed by the licence's own stable id. */
+export interface LicenseDoc {
+  _id: string;
+  licensee: string;
+  /** Registrable domains the licence covers (and their subdomains). */
+  domains: string[];
+  family: string;
+  /** Family and foundry without case, spaces or punctuation, for matching. */
+  familyKey: string;
+  foundry: string | null;
+  foundryKey: string | null;
+  /** When set, only these files are licensed. */
+  sha256: string[];
+  type: "web" | "app" | "desktop";
+  /** Limits as sold; recorded as evidence, not enforced (page views are not observed). */
+  pageViews: number | null;
+  maxDomains: number | null;
+  validFrom: Date | null;
+  validTo: Date | null;
+  /** SHA-256 of the normalised record: a re-import with the same hash changes nothing. */
+  contentHash: string;
+  importedAt: Date;
+  updatedAt: Date;
+}
+
+/**
+ * Which licences name a domain, keyed by the domain: lookups by `_id` are the only ones FerretDB v1
+ * answers without scanning the collection, so the registry keeps this index itself.
+ */
+export interface LicenseDomainDoc {
+  _id: string;
+  licenseIds: string[];
 }
