@@ -13,8 +13,11 @@ import type { PoisonError } from "./errors.ts";
 import { classify, errorMessage } from "./errors.ts";
 import { deadLetterFromMsg, publishDeadLetter } from "./dead-letters.ts";
 import { publishMessage, type Outgoing } from "./envelope.ts";
-import type { Logger } from "./log.ts";
+import { traceFieldsOf, type Logger } from "./log.ts";
 import type { Service, ServiceState } from "./service.ts";
+import { instruments } from "./metrics.ts";
+import { extractContext, tracingEnabled, withProcessSpan } from "./telemetry.ts";
+import { activeTraceparent } from "./trace-context.ts";
 
 export interface ActorContext {
   readonly subject: string;
@@ -112,7 +115,20 @@ export class ActorRunner<N extends SchemaName> implements Service {
     }
   }
 
-  async #process(m: JsMsg): Promise<void> {
+  /** Handles one message inside a CONSUMER span continuing the trace in its headers (when tracing is on). */
+  #process(m: JsMsg): Promise<void> {
+    const attributes = {
+      "messaging.consumer.group.name": this.#def.consumer,
+      "messaging.message.id": `${this.#def.stream}:${m.seq}`,
+      "messaging.message.body.size": m.data.length,
+      "messaging.nats.delivery_count": m.info.deliveryCount,
+      "glyphscan.actor": this.#def.name,
+    };
+    const creation = extractContext(m.headers, m.headers?.get(HEADERS.traceparent) || undefined);
+    return withProcessSpan(m.subject, creation, attributes, () => this.#handleMessage(m));
+  }
+
+  async #handleMessage(m: JsMsg): Promise<void> {
     const { config } = this.#deps;
     const decoded = decodeMessage(
       this.#def.accept,
@@ -129,6 +145,7 @@ export class ActorRunner<N extends SchemaName> implements Service {
     const beat = setInterval(() => m.working(), Math.max(200, Math.floor(config.actors.ackWaitMs / 3)));
     try {
       await this.#def.handle(decoded.value, this.#context(m));
+      instruments().messages.add(1, { actor: this.#def.name, outcome: "ok" });
       await m.ackAck().catch((err: unknown) => {
         // The work is done and idempotent; a lost ack only means a harmless redelivery.
         this.#log.warn({ err: errorMessage(err), subject: m.subject, seq: m.seq }, "ack not confirmed");
@@ -141,7 +158,8 @@ export class ActorRunner<N extends SchemaName> implements Service {
   }
 
   #context(m: JsMsg): ActorContext {
-    const traceparent = m.headers?.get(HEADERS.traceparent) || undefined;
+    // With tracing on, what this message causes descends from its process span.
+    const traceparent = activeTraceparent() ?? (m.headers?.get(HEADERS.traceparent) || undefined);
     const js = this.#deps.js;
     const stage = this.#def.stage;
     return {
@@ -158,7 +176,8 @@ export class ActorRunner<N extends SchemaName> implements Service {
       subject: m.subject,
       deliveryCount: m.info.deliveryCount,
       traceparent,
-      log: this.#log,
+      // With the SDK on, the log mixin adds the active span's ids; without, the header's.
+      log: tracingEnabled() ? this.#log : this.#log.child(traceFieldsOf(traceparent)),
       async publish(out) {
         await publishMessage(js, { ...out, parentTraceparent: traceparent });
       },
@@ -173,6 +192,7 @@ export class ActorRunner<N extends SchemaName> implements Service {
       return;
     }
     if (kind === "fatal") {
+      instruments().messages.add(1, { actor: this.#def.name, outcome: "fatal" });
       m.nak();
       this.#deps.onFatal(err);
       return;
@@ -187,6 +207,7 @@ export class ActorRunner<N extends SchemaName> implements Service {
       { err: errorMessage(err), subject: m.subject, delivery, retryInMs: delay },
       "handler failed, will retry",
     );
+    instruments().messages.add(1, { actor: this.#def.name, outcome: "retried" });
     m.nak(delay);
   }
 
@@ -194,6 +215,7 @@ export class ActorRunner<N extends SchemaName> implements Service {
     try {
       await publishDeadLetter(this.#deps.js, deadLetterFromMsg(m, this.#def.stage, code, reason));
       m.term(reason.slice(0, 200));
+      instruments().messages.add(1, { actor: this.#def.name, outcome: "dead-lettered" });
       this.#log.info({ subject: m.subject, code, reason }, "dead-lettered");
     } catch (err) {
       // Never settle a message whose dead letter was not stored.

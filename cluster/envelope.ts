@@ -1,11 +1,14 @@
 /**
  * Publishing a glyphscan message: validated against its schema, with the schema header,
- * a content-derived Nats-Msg-Id and W3C trace context.
+ * a content-derived Nats-Msg-Id and W3C trace context. With tracing on, each publish is a PRODUCER
+ * span whose context rides in the headers; otherwise a child traceparent is made by hand.
  */
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
 import { HEADERS, schemaHeader, schemas, CURRENT_VERSION, type MessageOf, type SchemaName } from "../protocol/mod.ts";
-import { childTraceparent } from "./trace-context.ts";
+import { context } from "@opentelemetry/api";
+import { activeTraceparent, childTraceparent, contextFromTraceparent } from "./trace-context.ts";
+import { injectContext, tracingEnabled, withPublishSpan } from "./telemetry.ts";
 import type { z } from "zod";
 
 export interface Outgoing<N extends SchemaName> {
@@ -33,9 +36,28 @@ export function encodeBody<N extends SchemaName>(schema: N, body: MessageOf<N>):
 }
 
 export async function publishMessage<N extends SchemaName>(js: JetStreamClient, out: Outgoing<N>): Promise<PubAck> {
-  return js.publish(out.subject, encodeBody(out.schema, out.body), {
-    msgID: out.msgId,
-    headers: messageHeaders(out.schema, out.parentTraceparent),
+  const body = encodeBody(out.schema, out.body);
+  if (!tracingEnabled()) {
+    return js.publish(out.subject, body, {
+      msgID: out.msgId,
+      headers: messageHeaders(out.schema, out.parentTraceparent),
+    });
+  }
+  // The explicit parent wins (the dispatcher continues a trace stored with the domain); else the active span.
+  const active = context.active();
+  const parent =
+    out.parentTraceparent === undefined || activeTraceparent(active) === out.parentTraceparent
+      ? active
+      : contextFromTraceparent(out.parentTraceparent);
+  const attributes = { "messaging.message.body.size": Buffer.byteLength(body), "messaging.nats.msg_id": out.msgId };
+  return withPublishSpan(out.subject, parent, attributes, async (span) => {
+    const headers = natsHeaders();
+    headers.set(HEADERS.schema, schemaHeader(out.schema));
+    injectContext(headers);
+    const ack = await js.publish(out.subject, body, { msgID: out.msgId, headers });
+    span.setAttribute("messaging.message.id", `${ack.stream}:${ack.seq}`);
+    if (ack.duplicate) span.setAttribute("messaging.nats.duplicate", true);
+    return ack;
   });
 }
 

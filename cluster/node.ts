@@ -71,6 +71,7 @@ export class ClusterNode {
         startedAt: this.#startedAt,
         heartbeatAt: new Date().toISOString(),
         inflight: Object.fromEntries(this.runners.map((r) => [r.name, r.inflight])),
+        scannerSlots: config.roles.includes("scanner") ? config.scanner.concurrency : 0,
       }),
       config.actors.heartbeatMs,
     );

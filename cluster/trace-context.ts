@@ -4,6 +4,7 @@
  * When the OpenTelemetry SDK is set up, its propagator takes over the same headers.
  */
 import { randomBytes } from "node:crypto";
+import { ROOT_CONTEXT, context, isSpanContextValid, trace, type Context } from "@opentelemetry/api";
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
@@ -30,5 +31,28 @@ export function childTraceparent(parent: string | undefined): string {
     traceId: p?.traceId ?? randomBytes(16).toString("hex"),
     spanId: randomBytes(8).toString("hex"),
     flags: p?.flags ?? "01",
+  });
+}
+
+/** An OpenTelemetry context whose parent is the remote span named by `traceparent` (ROOT when absent). */
+export function contextFromTraceparent(value: string | undefined): Context {
+  const p = parseTraceparent(value);
+  if (!p) return ROOT_CONTEXT;
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: p.traceId,
+    spanId: p.spanId,
+    traceFlags: Number.parseInt(p.flags, 16),
+    isRemote: true,
+  });
+}
+
+/** The traceparent of the active span, when one is recording (i.e. the SDK is running). */
+export function activeTraceparent(ctx: Context = context.active()): string | undefined {
+  const sc = trace.getSpanContext(ctx);
+  if (!sc || !isSpanContextValid(sc)) return undefined;
+  return formatTraceparent({
+    traceId: sc.traceId,
+    spanId: sc.spanId,
+    flags: (sc.traceFlags & 0xff).toString(16).padStart(2, "0"),
   });
 }
