@@ -14,6 +14,7 @@ import {
   type Service,
   type WatchedConsumer,
 } from "../cluster/mod.ts";
+import { observeDeadLetters, observeJobsPending } from "../cluster/metrics.ts";
 import type { Config } from "../config/mod.ts";
 import { coordinatorActor } from "./coordinator/coordinator-actor.ts";
 import { SeenFilter } from "./coordinator/seen-filter.ts";
@@ -21,6 +22,10 @@ import { Dispatcher } from "./frontier/dispatcher.ts";
 import { DomainStore } from "./frontier/domain-store.ts";
 import { frontierActor } from "./frontier/frontier-actor.ts";
 import { resultsActor } from "./results/results-actor.ts";
+import { lazyCatalogue } from "./licensing/open-licence.ts";
+import { LicenseRegistry } from "./licensing/registry.ts";
+import { LicensingClient } from "./licensing/licensing-client.ts";
+import type { FontUse } from "./licensing/verdict.ts";
 import { BrowserPool } from "./scanner/browser-pool.ts";
 import { hostResolverRules, scannerActor } from "./scanner/scanner-actor.ts";
 import { openDatabase } from "./store/database.ts";
@@ -63,9 +68,26 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
       const store = new DomainStore(db.collections, config.frontier);
       if (roles.has("frontier")) {
         actors.push(someActor(frontierActor(config.region, store)));
-        services.push(new Dispatcher(config.region, store, nats.js, config.frontier, log));
+        services.push(
+          new Dispatcher(config.region, store, nats.js, config.frontier, log, {
+            jsm: nats.jsm,
+            nodeId: config.nodeId!,
+            heartbeatMs: config.actors.heartbeatMs,
+          }),
+        );
+        const unobserve = [observeJobsPending(nats.jsm, config.region), observeDeadLetters(nats.jsm)];
+        closers.unshift(async () => unobserve.forEach((stop) => stop()));
       }
-      if (roles.has("results")) actors.push(someActor(resultsActor(config.region, db.collections, store)));
+      if (roles.has("results")) {
+        const { serviceUrl, ...service } = config.licensing;
+        const client = serviceUrl ? new LicensingClient({ url: serviceUrl, ...service }) : null;
+        const licensing = {
+          registry: new LicenseRegistry(db.collections),
+          catalogue: lazyCatalogue(),
+          ...(client ? { external: (domain: string, uses: FontUse[]) => client.check(domain, uses) } : {}),
+        };
+        actors.push(someActor(resultsActor(config.region, db.collections, store, licensing)));
+      }
     }
     if (roles.has("scanner")) {
       const pool = await BrowserPool.launch({

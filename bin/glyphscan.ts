@@ -6,12 +6,15 @@
 import { Command, Option } from "commander";
 import { ConfigError, ROLES } from "../config/mod.ts";
 import { connectNats, openRegistry } from "../cluster/mod.ts";
+import { startTelemetry } from "../cluster/telemetry.ts";
 import { startNode } from "../actors/compose.ts";
 import { commandContext, type GlobalOptions } from "./commands/context.ts";
 import { linesOf, submitUrls } from "./commands/submit.ts";
 import { formatLookup, lookupDomain } from "./commands/lookup.ts";
 import { clusterStatus, formatStatus } from "./commands/status.ts";
 import { DEMO_OVERRIDES, runDemo } from "./commands/demo.ts";
+import { formatImportSummary, importLicenseFile } from "./commands/licenses.ts";
+import { formatDlq, formatReplay, listDlq, replayDlq, type DlqOptions } from "./commands/dlq.ts";
 
 const program = new Command("glyphscan")
   .description("Find the web fonts every website uses, on a cluster of actors over NATS JetStream")
@@ -23,8 +26,13 @@ const globals = () => program.opts<GlobalOptions>();
 
 async function runUntilSignal(extra: Record<string, unknown>, roles?: string) {
   const { config, log } = commandContext({ ...globals(), ...(roles ? { roles } : {}) }, extra);
-  const node = await startNode(config, log);
-  node.handleSignals();
+  const telemetry = await startTelemetry(config);
+  if (telemetry.metricsUrl) log.info({ url: telemetry.metricsUrl }, "metrics served");
+  const node = await startNode(config, log).catch(async (err: unknown) => {
+    await telemetry.shutdown();
+    throw err;
+  });
+  node.handleSignals((code) => void telemetry.shutdown().finally(() => process.exit(code)));
 }
 
 program
@@ -49,6 +57,8 @@ program
   .option("--region-hint <region>", "preferred region for these URLs")
   .action(async (file: string | undefined, opts: { source: string; batchSize: number; regionHint?: string }) => {
     const { config } = commandContext(globals());
+    // Traces only: each feed publish starts the trace of its domains; no metrics endpoint for a one-shot command.
+    const telemetry = await startTelemetry({ ...config, telemetry: { ...config.telemetry, metricsPort: undefined } });
     const nats = await connectNats(config, "glyphscan-submit");
     try {
       const s = await submitUrls(nats.js, config, linesOf(file), { ...opts, progress: process.stderr });
@@ -61,6 +71,7 @@ program
       if (s.rejected.length > 50) process.stdout.write(`  … and ${s.rejected.length - 50} more (see dead letters)\n`);
     } finally {
       await nats.nc.drain();
+      await telemetry.shutdown();
     }
   });
 
@@ -102,6 +113,51 @@ program
   .action(async (opts: { sites: number; timeout: number }) => {
     const { config, log } = commandContext({ logLevel: "warn", ...globals() }, DEMO_OVERRIDES);
     process.exitCode = await runDemo(config, log, { sites: opts.sites, timeoutMs: opts.timeout * 1000 });
+  });
+
+const dlq = program.command("dlq").description("dead letters: list and replay");
+const dlqFilters = (c: Command) =>
+  c
+    .option("--stage <stage>", "only this stage (coordinator, frontier, scanner, results)")
+    .option("--reason <regex>", "only dead letters whose `code: reason` matches")
+    .option("--older-than <duration>", "only dead letters that failed at least this long ago (90s, 15m, 2h, 7d)")
+    .option("--limit <n>", "at most this many", (v) => Number.parseInt(v, 10));
+dlqFilters(dlq.command("list").description("list dead letters, oldest first"))
+  .option("--json", "print JSON")
+  .action(async (opts: DlqOptions & { json?: boolean }) => {
+    const { config } = commandContext(globals());
+    const nats = await connectNats(config, "glyphscan-dlq");
+    try {
+      const letters = await listDlq(nats.jsm, opts);
+      process.stdout.write(opts.json ? `${JSON.stringify(letters, null, 2)}\n` : `${formatDlq(letters)}\n`);
+    } finally {
+      await nats.nc.close();
+    }
+  });
+dlqFilters(dlq.command("replay").description("republish matching dead letters to their subjects, then remove them"))
+  .option("--json", "print JSON")
+  .action(async (opts: DlqOptions & { json?: boolean }) => {
+    const { config } = commandContext(globals());
+    const nats = await connectNats(config, "glyphscan-dlq");
+    try {
+      const outcomes = await replayDlq(nats.js, nats.jsm, opts);
+      process.stdout.write(opts.json ? `${JSON.stringify(outcomes, null, 2)}\n` : `${formatReplay(outcomes)}\n`);
+      if (outcomes.some((o) => !o.ok)) process.exitCode = 1;
+    } finally {
+      await nats.nc.drain();
+    }
+  });
+
+const licenses = program.command("licenses").description("the licence registry");
+licenses
+  .command("import <file>")
+  .description("import licences from CSV, JSON or JSON Lines (idempotent; invalid rows reported by line)")
+  .option("--format <format>", "csv, json or jsonl (default: from the file name or content)")
+  .action(async (file: string, opts: { format?: string }) => {
+    const { config } = commandContext(globals());
+    const summary = await importLicenseFile(config, file, { format: opts.format, progress: process.stderr });
+    process.stdout.write(`${formatImportSummary(summary)}\n`);
+    if (summary.errors.length > 0) process.exitCode = 1;
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -41,6 +41,14 @@ export function streamSpecs(config: Config): StreamSpec[] {
     { ...common, name: streams.admit, subjects: [subjects.admitAll], retention: RetentionPolicy.Workqueue },
     // Dead letters are as durable as the work: kept until replayed or purged by an operator.
     { ...common, name: streams.deadLetters, subjects: [subjects.deadLetterAll], retention: RetentionPolicy.Limits },
+    // Compliance verdicts for downstream systems: kept 30 days, read by their own consumers.
+    {
+      ...common,
+      name: streams.compliance,
+      subjects: [subjects.complianceAll],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(30 * 24 * 3600_000),
+    },
     ...perRegion,
   ];
 }

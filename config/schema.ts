@@ -102,6 +102,13 @@ export const configSchema = z.strictObject({
       rescanIntervalMs: positiveInt.default(7 * 24 * 3600_000).describe("Time between scans of a domain"),
       maxAttempts: positiveInt.default(3).describe("Scan attempts before a domain is parked as failed"),
       retryBaseMs: positiveInt.default(60_000).describe("First retry delay after a failed scan; doubles per attempt"),
+      leaderTtlMs: positiveInt
+        .min(500)
+        .default(6_000)
+        .describe("Dispatcher leader lease in NATS KV; renewed every third of it, taken over when it runs out"),
+      jobsPerScannerSlot: positiveInt
+        .default(2)
+        .describe("Jobs queued or running per live scanner slot in a region (backpressure on jobs.<region>)"),
     })
     .prefault({}),
   scanner: z
@@ -111,6 +118,10 @@ export const configSchema = z.strictObject({
       navigationTimeoutMs: positiveInt.default(30_000).describe("Budget of one page load"),
       settleMs: z.number().int().min(0).default(150).describe("Wait after fonts.ready for late FontFace loads"),
       maxFontBytes: positiveInt.default(10 * 1024 * 1024).describe("Larger font responses are recorded unparsed"),
+      fastPath: z
+        .boolean()
+        .default(true)
+        .describe("Answer script-free pages from HTML and CSS over HTTP, without the browser"),
       allowHosts: hostPatterns
         .default([])
         .describe("Host patterns allowed to resolve to private addresses (tests and demo only)"),
@@ -118,6 +129,40 @@ export const configSchema = z.strictObject({
         .record(z.string(), z.string())
         .default({})
         .describe('Static host → IP map, e.g. {"*.test":"127.0.0.1"} (tests and demo only)'),
+    })
+    .prefault({}),
+  telemetry: z
+    .strictObject({
+      otlpEndpoint: z
+        .string()
+        .url()
+        .optional()
+        .describe("OTLP/HTTP traces URL (…/v1/traces); tracing is off when unset"),
+      metricsPort: z
+        .number()
+        .int()
+        .min(0)
+        .max(65_535)
+        .optional()
+        .describe("Port of the Prometheus /metrics endpoint; off when unset"),
+      metricsHost: z.string().default("0.0.0.0").describe("Address the Prometheus endpoint listens on"),
+      serviceName: z.string().min(1).default("glyphscan").describe("service.name of traces and metrics"),
+    })
+    .prefault({}),
+  licensing: z
+    .strictObject({
+      serviceUrl: z
+        .string()
+        .url()
+        .optional()
+        .describe("External licensing service base URL (POST /v1/check); not asked when unset"),
+      token: z.string().optional().describe("Bearer token of the licensing service (from the environment)"),
+      timeoutMs: positiveInt.default(2_000).describe("Budget of one request to the licensing service"),
+      retries: z.number().int().min(0).max(10).default(2).describe("Retries of a failed request, with backoff"),
+      retryBaseMs: positiveInt.default(250).describe("First retry delay; doubles per retry"),
+      breakerFailures: positiveInt.default(5).describe("Consecutive failed checks that open the circuit breaker"),
+      breakerResetMs: positiveInt.default(30_000).describe("Open breaker pause before one trial request"),
+      cacheTtlMs: positiveInt.default(3_600_000).describe("How long an answer is reused (unavailable: never)"),
     })
     .prefault({}),
 });

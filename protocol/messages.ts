@@ -91,6 +91,8 @@ export const fontFileV1 = z.strictObject({
   metadata: fontMetadataV1.nullable(),
   /** Why the file could not be parsed, when it could not. */
   parseError: z.string().nullable(),
+  /** Delivery service id (`google-fonts`, `adobe-fonts`, …, `self-hosted`); null for an unknown third-party host. */
+  provider: z.string().max(64).nullable().default(null),
 });
 export type FontFile = z.infer<typeof fontFileV1>;
 
@@ -106,6 +108,8 @@ export const fontFaceV1 = z.strictObject({
   srcUrls: z.array(z.string()),
   /** SHA-256 of the file(s) fetched for this face. */
   fileSha256: z.array(sha256),
+  /** Delivery service id of the face's src (else of the stylesheet that declared it); null when unknown. */
+  provider: z.string().max(64).nullable().default(null),
 });
 export type FontFace = z.infer<typeof fontFaceV1>;
 
@@ -149,6 +153,46 @@ export const scanResultV1 = z.strictObject({
 });
 export type ScanResult = z.infer<typeof scanResultV1>;
 
+export const VERDICT_KINDS = ["licensed", "open-licence", "unlicensed", "unknown", "pending"] as const;
+const verdictCounts = z.strictObject(
+  Object.fromEntries(VERDICT_KINDS.map((v) => [v, z.number().int().min(0)])) as Record<
+    (typeof VERDICT_KINDS)[number],
+    z.ZodNumber
+  >,
+);
+
+/** The compliance verdicts of one recorded scan: per font file used on the domain, and what changed. */
+export const complianceVerdictV1 = z.strictObject({
+  jobId: z.string().min(1),
+  domain,
+  region,
+  scannedAt: isoDate,
+  counts: verdictCounts,
+  fonts: z
+    .array(
+      z.strictObject({
+        sha256,
+        family: z.string().nullable(),
+        verdict: z.enum(VERDICT_KINDS),
+        /** Registry licence id, provider id, or open licence id (OFL-1.1, Apache-2.0, UFL-1.0, ITF-FFL). */
+        licence: z.string().nullable(),
+        provider: z.string().nullable(),
+        reason: z.string(),
+      }),
+    )
+    .max(1000),
+  /** Fonts whose verdict differs from the previous scan of the domain (null: first scan). */
+  changes: z
+    .strictObject({
+      sinceJobId: z.string(),
+      added: z.array(sha256),
+      removed: z.array(sha256),
+      changed: z.array(z.strictObject({ sha256, from: z.enum(VERDICT_KINDS), to: z.enum(VERDICT_KINDS) })),
+    })
+    .nullable(),
+});
+export type ComplianceVerdict = z.infer<typeof complianceVerdictV1>;
+
 /** A message an actor could not or would not process, with why. */
 export const deadLetterV1 = z.strictObject({
   stage: z.enum(STAGES),
@@ -174,6 +218,7 @@ export const schemas = {
   "scan-job": { 1: scanJobV1 },
   "scan-result": { 1: scanResultV1 },
   "dead-letter": { 1: deadLetterV1 },
+  "compliance-verdict": { 1: complianceVerdictV1 },
 } as const;
 export type SchemaName = keyof typeof schemas;
 
@@ -185,6 +230,7 @@ export const CURRENT_VERSION: { [K in SchemaName]: number } = {
   "scan-job": 1,
   "scan-result": 1,
   "dead-letter": 1,
+  "compliance-verdict": 1,
 };
 
 export function schemaHeader(name: SchemaName): string {

@@ -31,6 +31,9 @@ export const subjects = {
   jobs: (r: string) => `jobs.${region(r)}`,
   /** Scan results produced in a region. */
   results: (r: string) => `results.${region(r)}`,
+  /** Compliance verdicts of each recorded scan, for downstream systems. */
+  compliance: (r: string) => `compliance.${region(r)}`,
+  complianceAll: "compliance.>",
   /** Dead letters, per stage. */
   deadLetter: (stage: Stage) => `dlq.${stage}`,
   deadLetterAll: "dlq.>",
@@ -45,6 +48,7 @@ export const streams = {
   jobs: (r: string) => `JOBS_${streamToken(r)}`,
   results: (r: string) => `RESULTS_${streamToken(r)}`,
   deadLetters: "DLQ",
+  compliance: "COMPLIANCE",
 } as const;
 
 export const consumers = {
@@ -58,7 +62,12 @@ export const consumers = {
 export const buckets = {
   /** Live nodes, one key per node, kept alive by heartbeats (bucket max age = TTL). */
   nodes: "glyphscan_nodes",
+  /** Leader leases (one key per role and region, e.g. the dispatcher of a region); bucket max age = lease TTL. */
+  leaders: "glyphscan_leaders",
 } as const;
+
+/** The leader lease key of a role in a region. */
+export const leaderKey = (role: string, r: string) => `${role}.${region(r)}`;
 
 /** KV keys may not contain arbitrary characters; node ids are generated to fit. */
 export const nodeKey = (nodeId: string) => `node.${nodeId}`;
@@ -69,6 +78,8 @@ export const HEADERS = {
   traceparent: "traceparent",
   tracestate: "tracestate",
   msgId: "Nats-Msg-Id",
+  /** On a replayed dead letter: `DLQ:<seq>` of the dead letter it came from. */
+  replayOf: "Glyphscan-Replay-Of",
 } as const;
 
 /** Idempotency keys come from content, so a replayed publish is dropped by the stream's window. */
@@ -77,5 +88,25 @@ export const msgIds = {
   admit: (region: string, domain: string, epoch: number) => `admit:${region}:${domain}:${epoch}`,
   job: (jobId: string) => `job:${jobId}`,
   result: (jobId: string) => `result:${jobId}`,
+  compliance: (jobId: string) => `compliance:${jobId}`,
   deadLetter: (stage: Stage, key: string) => `dlq:${stage}:${key}`,
+  /** A replay of the dead letter stored at this DLQ sequence. */
+  replay: (dlqSeq: number) => `replay:${dlqSeq}`,
 } as const;
+
+/** The variable token of each subject family, for low-cardinality names: `jobs.eu` → `jobs.{region}`. */
+const SUBJECT_SLOTS: Readonly<Record<string, string>> = {
+  feeds: "source",
+  admit: "region",
+  jobs: "region",
+  results: "region",
+  compliance: "region",
+  dlq: "stage",
+};
+
+/** A subject as a template for span and metric names; unknown subjects come back unchanged. */
+export function subjectTemplate(subject: string): string {
+  const [head] = subject.split(".", 1);
+  const slot = SUBJECT_SLOTS[head ?? ""];
+  return slot ? `${head}.{${slot}}` : subject;
+}

@@ -9,6 +9,7 @@
  */
 import type { ActorDefinition } from "../../cluster/actor.ts";
 import { TransientError, errorMessage } from "../../cluster/errors.ts";
+import { instruments } from "../../cluster/metrics.ts";
 import type { Config } from "../../config/mod.ts";
 import { consumers, msgIds, streams, subjects, type FeedSubmission } from "../../protocol/mod.ts";
 import { normaliseSubmission } from "./normalise-url.ts";
@@ -51,6 +52,8 @@ export function coordinatorActor(config: Config, seen: SeenFilter): ActorDefinit
         throw new TransientError(`seen filter unavailable: ${errorMessage(err)}`);
       }
       const fresh = domains.filter((_, i) => !seenBefore[i]);
+      instruments().seen.add(domains.length - fresh.length, { result: "seen" });
+      instruments().seen.add(fresh.length, { result: "new" });
       // The window index makes the id stable across redeliveries of this message.
       const epoch = Math.floor(now / coordinator.seenWindowMs);
       await Promise.all(
