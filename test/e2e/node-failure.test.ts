@@ -38,14 +38,14 @@ async function pipeline(t: ExecutionContext, region: string) {
   const node = await startNode(control, createLogger(control.logLevel, {}));
   const nats = await connectNats(control, "test-control");
   const db = await openDatabase(control);
-  // A long settle keeps each scan in flight for seconds, so the node holds jobs when it is hit.
+  // A long settle on the browser path keeps each scan in flight for seconds, so the node holds jobs when it is hit.
   const scannerConfig = (settleMs: number): Config =>
     stack.config({
       ...base,
       nodeId: uniqueName("scanner"),
       roles: ["scanner"],
       mongo: control.mongo,
-      scanner: { concurrency: 3, settleMs },
+      scanner: { concurrency: 3, settleMs, fastPath: false },
     });
   const submitAll = async () => {
     for (const site of corpus.sites) {
