@@ -59,7 +59,10 @@ export class NodeRegistration {
 /** Live nodes: entries whose last heartbeat is within three beats. */
 export async function listNodes(kv: KV, heartbeatMs: number, now = Date.now()): Promise<NodeEntry[]> {
   const out: NodeEntry[] = [];
-  for await (const key of await kv.keys("node.>")) {
+  // The key lister walks the bucket while heartbeats rewrite it, and can name a key twice.
+  const keys = new Set<string>();
+  for await (const key of await kv.keys("node.>")) keys.add(key);
+  for (const key of keys) {
     const e = await kv.get(key);
     if (!e || e.operation !== "PUT") continue;
     const entry = e.json<NodeEntry>();
