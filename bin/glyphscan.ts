@@ -15,6 +15,8 @@ import { clusterStatus, formatStatus } from "./commands/status.ts";
 import { DEMO_OVERRIDES, runDemo } from "./commands/demo.ts";
 import { formatImportSummary, importLicenseFile } from "./commands/licenses.ts";
 import { formatDlq, formatReplay, listDlq, replayDlq, type DlqOptions } from "./commands/dlq.ts";
+import { formatRescan, requestRescan } from "./commands/rescan.ts";
+import { startApi } from "../actors/api/server.ts";
 
 const program = new Command("glyphscan")
   .description("Find the web fonts every website uses, on a cluster of actors over NATS JetStream")
@@ -92,6 +94,16 @@ program
   });
 
 program
+  .command("rescan <domain>")
+  .description("scan a domain again as soon as possible, ahead of the queue")
+  .action(async (domain: string) => {
+    const { config } = commandContext(globals());
+    const r = await requestRescan(config, domain);
+    process.stdout.write(`${formatRescan(r)}\n`);
+    if (r.outcome === "unknown") process.exitCode = 1;
+  });
+
+program
   .command("status")
   .description("streams, consumer lag and live nodes")
   .action(async () => {
@@ -113,6 +125,30 @@ program
   .action(async (opts: { sites: number; timeout: number }) => {
     const { config, log } = commandContext({ logLevel: "warn", ...globals() }, DEMO_OVERRIDES);
     process.exitCode = await runDemo(config, log, { sites: opts.sites, timeoutMs: opts.timeout * 1000 });
+  });
+
+program
+  .command("api")
+  .description("serve the HTTP API (lookups, history, submissions, health, OpenAPI) until SIGTERM")
+  .option("--port <port>", "listen port (GLYPHSCAN_API_PORT)", (v) => Number.parseInt(v, 10))
+  .action(async (opts: { port?: number }) => {
+    const { config, log } = commandContext(globals(), opts.port === undefined ? {} : { api: { port: opts.port } });
+    const telemetry = await startTelemetry(config);
+    if (telemetry.metricsUrl) log.info({ url: telemetry.metricsUrl }, "metrics served");
+    const api = await startApi(config, submitUrls, log).catch(async (err: unknown) => {
+      await telemetry.shutdown();
+      throw err;
+    });
+    log.info({ url: api.url }, "api listening");
+    const onSignal = (signal: string) => {
+      log.info({ signal }, "closing api");
+      void api
+        .close()
+        .then(() => telemetry.shutdown())
+        .finally(() => process.exit(0));
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
   });
 
 const dlq = program.command("dlq").description("dead letters: list and replay");

@@ -109,6 +109,21 @@ export const configSchema = z.strictObject({
       jobsPerScannerSlot: positiveInt
         .default(2)
         .describe("Jobs queued or running per live scanner slot in a region (backpressure on jobs.<region>)"),
+      sourcePriority: z
+        .record(z.string(), z.number().int())
+        .default({})
+        .describe('Dispatch priority per feed source, e.g. {"extension":10,"common-crawl":1}; higher goes first'),
+      defaultPriority: z.number().int().default(5).describe("Priority of a source not in sourcePriority"),
+      rescanIntervalByPriority: z
+        .record(z.string(), positiveInt)
+        .default({})
+        .describe('Base rescan interval per priority, e.g. {"10":86400000}; others use rescanIntervalMs'),
+      minRescanMs: positiveInt
+        .optional()
+        .describe("Shortest adaptive rescan interval (fonts keep changing); unset: a quarter of the base interval"),
+      maxRescanMs: positiveInt
+        .optional()
+        .describe("Longest adaptive rescan interval (fonts stay the same); unset: four times the base interval"),
     })
     .prefault({}),
   scanner: z
@@ -163,6 +178,21 @@ export const configSchema = z.strictObject({
       breakerFailures: positiveInt.default(5).describe("Consecutive failed checks that open the circuit breaker"),
       breakerResetMs: positiveInt.default(30_000).describe("Open breaker pause before one trial request"),
       cacheTtlMs: positiveInt.default(3_600_000).describe("How long an answer is reused (unavailable: never)"),
+    })
+    .prefault({}),
+  api: z
+    .strictObject({
+      host: z.string().default("0.0.0.0").describe("Address the HTTP API listens on"),
+      port: z.number().int().min(0).max(65_535).default(8080).describe("Port of the HTTP API (0: any free port)"),
+      jwtIssuer: z.string().min(1).default("glyphscan").describe("Required `iss` of submission tokens"),
+      jwtAudience: z.string().min(1).default("glyphscan-api").describe("Required `aud` of submission tokens"),
+      jwtSecret: z
+        .string()
+        .min(32)
+        .optional()
+        .describe("HS256 secret verifying submission tokens (from the environment, never from the repo)"),
+      jwksUrl: z.string().url().optional().describe("JWKS URL verifying submission tokens (instead of a secret)"),
+      maxBatchUrls: positiveInt.default(1_000).describe("Most URLs in one POST /v1/submissions"),
     })
     .prefault({}),
 });

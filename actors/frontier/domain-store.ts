@@ -3,13 +3,36 @@
  * outcomes. Every write is keyed and conditional, so redelivered messages change nothing twice,
  * and a lease is checked by its owner token on write-back.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import type { Collection } from "mongodb";
 import type { Collections } from "../store/database.ts";
 import type { DomainDoc, ScanSummary } from "../store/documents.ts";
 import type { Admission, ScanJob, ScanResult } from "../../protocol/mod.ts";
 import type { Config } from "../../config/mod.ts";
 
 export type FrontierPolicy = Config["frontier"];
+
+/**
+ * The frontier's own fields on a domain document. Dispatch order: manual rescans first, then
+ * highest `priority` (the highest of the domain's sources'), then soonest due.
+ */
+export type FrontierDoc = DomainDoc & {
+  priority?: number;
+  /** A manual rescan is pending: set by requestRescan, cleared by the scan that answers it. */
+  manual?: boolean;
+  /** SHA-256 of the sorted set of font file digests of the last successful scan. */
+  fontsKey?: string;
+  /** The adaptive interval that scheduled the next scan after the last successful one. */
+  rescanMs?: number;
+};
+
+/** One digest for a scan's set of font files: order and repeats do not matter. */
+export function fontsKeyOf(result: ScanResult): string {
+  const shas = [...new Set(result.report.files.map((f) => f.sha256))].sort();
+  return createHash("sha256").update(shas.join("\n")).digest("hex");
+}
+
+export type RescanRequest = "requested" | "leased" | "unknown";
 
 export interface LeasedJob {
   job: ScanJob;
@@ -18,11 +41,40 @@ export interface LeasedJob {
 
 export class DomainStore {
   readonly #c: Collections;
+  readonly #domains: Collection<FrontierDoc>;
   readonly #policy: FrontierPolicy;
 
   constructor(collections: Collections, policy: FrontierPolicy) {
     this.#c = collections;
+    this.#domains = collections.domains;
     this.#policy = policy;
+  }
+
+  /** A source's dispatch priority from config. */
+  priorityOf(source: string): number {
+    return this.#policy.sourcePriority[source] ?? this.#policy.defaultPriority;
+  }
+
+  /**
+   * The interval to the next scan after a successful one: the priority's base interval for a first
+   * scan; half the last interval when the set of font files changed, double when it did not;
+   * always within [minRescanMs, maxRescanMs] (unset: a quarter and four times the base).
+   */
+  adaptiveInterval(doc: FrontierDoc, fontsKey: string): number {
+    const base = this.rescanIntervalFor(doc.priority);
+    const min = this.#policy.minRescanMs ?? base / 4;
+    const max = this.#policy.maxRescanMs ?? base * 4;
+    const last = doc.rescanMs ?? base;
+    const next = doc.fontsKey === undefined ? base : doc.fontsKey === fontsKey ? last * 2 : last / 2;
+    return Math.round(Math.min(max, Math.max(min, next)));
+  }
+
+  /** The base time between scans for a domain of this priority. */
+  rescanIntervalFor(priority: number | undefined): number {
+    return (
+      (priority === undefined ? undefined : this.#policy.rescanIntervalByPriority[String(priority)]) ??
+      this.#policy.rescanIntervalMs
+    );
   }
 
   /** Inserts new domains as due now; a known domain only gains the source. */
@@ -34,7 +86,7 @@ export class DomainStore {
     now = new Date(),
   ): Promise<void> {
     if (admissions.length === 0) return;
-    await this.#c.domains.bulkWrite(
+    await this.#domains.bulkWrite(
       admissions.map(({ admission: a, traceparent }) => ({
         updateOne: {
           filter: { _id: a.domain },
@@ -57,6 +109,7 @@ export class DomainStore {
             },
             $addToSet: { sources: a.source },
             $set: { lastSeenAt: now },
+            $max: { priority: this.priorityOf(a.source) },
           },
           upsert: true,
         },
@@ -74,11 +127,11 @@ export class DomainStore {
     });
   }
 
-  /** The dispatcher's query: due domains of a region, soonest first (index `due_by_region`). */
+  /** The dispatcher's query: due domains of a region, highest priority first, then soonest. */
   dueCursor(region: string, limit: number, now = new Date()) {
-    return this.#c.domains
-      .find({ region, nextScanAt: { $lte: now } }, { projection: { _id: 1, nextScanAt: 1 } })
-      .sort({ nextScanAt: 1 })
+    return this.#domains
+      .find({ region, nextScanAt: { $lte: now } }, { projection: { _id: 1, nextScanAt: 1, priority: 1, manual: 1 } })
+      .sort({ manual: -1, priority: -1, nextScanAt: 1 })
       .limit(limit);
   }
 
@@ -121,6 +174,19 @@ export class DomainStore {
     }));
   }
 
+  /**
+   * Makes a domain due now, ahead of every priority, unless a live lease holds it (then its scan
+   * is already under way). A parked domain gets its attempts back.
+   */
+  async requestRescan(domain: string, now = new Date()): Promise<RescanRequest> {
+    const updated = await this.#domains.updateOne(
+      { _id: domain, $or: [{ state: { $ne: "leased" } }, { leaseUntil: null }, { leaseUntil: { $lte: now } }] },
+      { $set: { nextScanAt: now, manual: true, attempts: 0 } },
+    );
+    if (updated.matchedCount === 1) return "requested";
+    return (await this.#domains.countDocuments({ _id: domain })) === 1 ? "leased" : "unknown";
+  }
+
   /** Gives a lease back at once (its job could not be published), so the domain is due again. */
   async releaseLease(domain: string, token: string, now = new Date()): Promise<void> {
     await this.#c.domains.updateOne(
@@ -144,22 +210,29 @@ export class DomainStore {
    */
   async recordOutcome(result: ScanResult, summary: ScanSummary, now = new Date()): Promise<"current" | "stale"> {
     const ok = result.report.status === "ok";
-    const current = await this.#c.domains.findOne({
+    const current = await this.#domains.findOne({
       _id: result.domain,
       leaseToken: result.leaseToken,
     });
     if (current) {
       const attempts = ok ? 0 : current.attempts;
       const parked = !ok && attempts >= this.#policy.maxAttempts;
-      const nextScanAt = ok
-        ? new Date(now.getTime() + this.#policy.rescanIntervalMs)
-        : parked
-          ? null
-          : new Date(now.getTime() + this.#policy.retryBaseMs * 2 ** Math.max(0, attempts - 1));
-      const updated = await this.#c.domains.updateOne(
+      const fontsKey = ok ? fontsKeyOf(result) : current.fontsKey;
+      const rescanMs = ok && fontsKey ? this.adaptiveInterval(current, fontsKey) : current.rescanMs;
+      const nextScanAt =
+        ok && rescanMs
+          ? new Date(now.getTime() + rescanMs)
+          : parked
+            ? null
+            : new Date(now.getTime() + this.#policy.retryBaseMs * 2 ** Math.max(0, attempts - 1));
+      const updated = await this.#domains.updateOne(
         { _id: result.domain, leaseToken: result.leaseToken },
         {
           $set: {
+            ...(fontsKey === undefined ? {} : { fontsKey }),
+            ...(rescanMs === undefined ? {} : { rescanMs }),
+            // A manual request stays pending through retries, until a scan answers it or parks.
+            manual: !ok && !parked && current.manual === true,
             state: ok ? "scanned" : parked ? "failed" : "retry",
             attempts,
             nextScanAt,

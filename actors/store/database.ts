@@ -37,6 +37,11 @@ export async function openDatabase(config: Config): Promise<Database> {
   };
   // "Due in region, soonest first": the dispatcher's only query. Leases reuse nextScanAt.
   await collections.domains.createIndex({ region: 1, nextScanAt: 1 }, { name: "due_by_region" });
+  // The dispatcher's order: manual rescans, then priority, then soonest due, within a region.
+  await collections.domains.createIndex(
+    { region: 1, manual: -1, priority: -1, nextScanAt: 1 },
+    { name: "due_by_priority" },
+  );
   await collections.scans.createIndex({ domain: 1, finishedAt: -1 }, { name: "by_domain_recent" });
   let closed = false;
   return {

@@ -1,0 +1,128 @@
+/** Read routes: a domain's latest scan with its fonts and verdicts, and its scan history. */
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { Filter } from "mongodb";
+import type { Config } from "../../config/mod.ts";
+import { normaliseSubmission } from "../coordinator/normalise-url.ts";
+import type { Database } from "../store/database.ts";
+import type { DomainDoc, ScanDoc } from "../store/documents.ts";
+import { domainParam, scansQuery } from "./schemas.ts";
+
+/** The registrable domain of a path parameter, or null when it is not a host name we would scan. */
+export function registrableDomain(raw: string, config: Config): string | null {
+  if (!domainParam.safeParse(raw).success) return null;
+  const n = normaliseSubmission(`http://${raw}/`, { allowHosts: config.coordinator.allowHosts });
+  return n.ok ? n.domain : null;
+}
+
+export const badRequest = (reply: FastifyReply, message: string) =>
+  reply.code(400).send({ error: "bad-request", message });
+
+const notFound = (reply: FastifyReply, domain: string) =>
+  reply.code(404).send({ error: "not-found", message: `${domain} is not known` });
+
+function domainView(d: DomainDoc) {
+  return {
+    domain: d._id,
+    region: d.region,
+    state: d.state,
+    sources: d.sources,
+    firstSeenAt: d.firstSeenAt,
+    lastScanAt: d.lastScanAt,
+    nextScanAt: d.nextScanAt,
+    scanCount: d.scanCount,
+    latest: d.latest,
+  };
+}
+
+function scanSummary(s: ScanDoc) {
+  return {
+    jobId: s._id,
+    status: s.status,
+    failure: s.failure,
+    path: s.path,
+    startedAt: s.startedAt,
+    finishedAt: s.finishedAt,
+    durationMs: s.durationMs,
+    fileCount: s.files.length,
+    usedFamilies: [...new Set(s.faces.filter((f) => f.used).map((f) => f.family))],
+    compliance: s.compliance ?? null,
+  };
+}
+
+/** Pages run newest first on (finishedAt, _id); the cursor is the last row's pair, opaque to clients. */
+const encodeCursor = (s: ScanDoc) => Buffer.from(JSON.stringify([s.finishedAt.getTime(), s._id])).toString("base64url");
+
+function decodeCursor(raw: string): { at: Date; id: string } | null {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(raw, "base64url").toString("utf8"));
+    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === "string")
+      return { at: new Date(v[0] as number), id: v[1] };
+  } catch {
+    // falls through: not a cursor of ours
+  }
+  return null;
+}
+
+export function domainRoutes(app: FastifyInstance, config: Config, db: Database): void {
+  const { domains, scans, fonts } = db.collections;
+
+  app.get<{ Params: { domain: string } }>("/v1/domains/:domain", async (req, reply) => {
+    const id = registrableDomain(req.params.domain, config);
+    if (!id) return badRequest(reply, `${JSON.stringify(req.params.domain)} is not a domain that can be scanned`);
+    const d = await domains.findOne({ _id: id });
+    if (!d) return notFound(reply, id);
+    const scan = d.latest ? await scans.findOne({ _id: d.latest.jobId }) : null;
+    const hashes = [...new Set(scan?.files.map((f) => f.sha256) ?? [])];
+    const found = hashes.length > 0 ? await fonts.find({ _id: { $in: hashes } }).toArray() : [];
+    const byHash = new Map(found.map((f) => [f._id, f]));
+    return {
+      ...domainView(d),
+      scan: scan
+        ? {
+            ...scanSummary(scan),
+            pages: scan.pages,
+            faces: scan.faces,
+            files: scan.files.map((f) => ({
+              ...f,
+              metadata: byHash.get(f.sha256)?.metadata ?? null,
+              parseError: f.parseError ?? byHash.get(f.sha256)?.parseError ?? null,
+            })),
+            verdicts: scan.verdicts ?? [],
+          }
+        : null,
+    };
+  });
+
+  app.get<{ Params: { domain: string }; Querystring: Record<string, string> }>(
+    "/v1/domains/:domain/scans",
+    async (req, reply) => {
+      const id = registrableDomain(req.params.domain, config);
+      if (!id) return badRequest(reply, `${JSON.stringify(req.params.domain)} is not a domain that can be scanned`);
+      const q = scansQuery.safeParse(req.query);
+      if (!q.success)
+        return badRequest(reply, q.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+      const after = q.data.cursor === undefined ? null : decodeCursor(q.data.cursor);
+      if (q.data.cursor !== undefined && !after) return badRequest(reply, "cursor: not a cursor from this API");
+      const d = await domains.findOne({ _id: id }, { projection: { _id: 1 } });
+      if (!d) return notFound(reply, id);
+      const filter: Filter<ScanDoc> = after
+        ? {
+            domain: id,
+            $or: [{ finishedAt: { $lt: after.at } }, { finishedAt: after.at, _id: { $lt: after.id } }],
+          }
+        : { domain: id };
+      const rows = await scans
+        .find(filter, { projection: { pages: 0, verdicts: 0 } })
+        .sort({ finishedAt: -1, _id: -1 })
+        .limit(q.data.limit + 1)
+        .toArray();
+      const page = rows.slice(0, q.data.limit);
+      const last = page.at(-1);
+      return {
+        domain: id,
+        scans: page.map(scanSummary),
+        nextCursor: rows.length > q.data.limit && last ? encodeCursor(last) : null,
+      };
+    },
+  );
+}

@@ -1,0 +1,95 @@
+/**
+ * The HTTP API (Fastify): domain lookups, scan history, authenticated submissions, health,
+ * readiness and the OpenAPI document. `buildApi` wires routes onto open connections (tests
+ * inject requests into it); `startApi` opens the connections and listens.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { Redis } from "ioredis";
+import { connectNats, createLogger, type Logger, type NatsHandles } from "../../cluster/mod.ts";
+import type { Config } from "../../config/mod.ts";
+import { openDatabase, type Database } from "../store/database.ts";
+import { createAuthenticator, type Authenticator } from "./auth.ts";
+import { openApiDocument } from "./openapi.ts";
+import { domainRoutes } from "./routes-domains.ts";
+import { healthRoutes } from "./routes-health.ts";
+import { rescanRoutes, submissionRoutes, type SubmitFn } from "./routes-submissions.ts";
+import { urlInfoRoutes } from "./routes-urlinfo.ts";
+
+export interface ApiDeps {
+  config: Config;
+  db: Database;
+  nats: NatsHandles;
+  redis: Redis;
+  submitUrls: SubmitFn;
+  auth?: Authenticator;
+  log?: Logger;
+}
+
+export function buildApi(deps: ApiDeps): FastifyInstance {
+  const { config } = deps;
+  const logger: FastifyBaseLogger = deps.log ?? createLogger("silent", {});
+  const app = Fastify({
+    loggerInstance: logger,
+    // Room for maxBatchUrls URLs of the longest accepted length; larger bodies get 413 from Fastify.
+    bodyLimit: Math.max(1 << 20, config.api.maxBatchUrls * 4_200),
+  });
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) req.log.error({ err }, "request failed");
+    return reply.code(status).send({
+      error: status === 500 ? "internal" : (err.code ?? "bad-request"),
+      message: status === 500 ? "internal error" : err.message,
+    });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: "not-found", message: `no route ${req.method} ${req.url.split("?")[0]}` }),
+  );
+  const document = openApiDocument({ maxBatchUrls: config.api.maxBatchUrls });
+  app.get("/openapi.json", () => document);
+  healthRoutes(app, { nc: deps.nats.nc, redis: deps.redis, db: deps.db });
+  domainRoutes(app, config, deps.db);
+  urlInfoRoutes(app, config, deps.db);
+  const auth = deps.auth ?? createAuthenticator(config);
+  submissionRoutes(app, config, deps.nats.js, auth, deps.submitUrls);
+  rescanRoutes(app, config, deps.db, auth);
+  return app;
+}
+
+export interface RunningApi {
+  app: FastifyInstance;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Opens MongoDB, NATS and Redis, and serves on config.api.host:port until closed. */
+export async function startApi(config: Config, submitUrls: SubmitFn, log?: Logger): Promise<RunningApi> {
+  const closers: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const db = await openDatabase(config);
+    closers.push(() => db.close());
+    const nats = await connectNats(config, `glyphscan-api-${config.nodeId}`);
+    closers.push(() => nats.nc.drain());
+    // Readiness reports Redis when it is away; the API itself does not need it to answer.
+    const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1, lazyConnect: true });
+    let redisDown = false;
+    redis.on("error", (err: Error) => {
+      if (!redisDown) log?.warn({ err: err.message }, "redis unavailable");
+      redisDown = true;
+    });
+    redis.on("ready", () => {
+      redisDown = false;
+    });
+    await redis.connect();
+    closers.push(() => redis.quit().catch(() => redis.disconnect()));
+    const app = buildApi({ config, db, nats, redis, submitUrls, ...(log ? { log } : {}) });
+    closers.push(() => app.close());
+    const url = await app.listen({ host: config.api.host, port: config.api.port });
+    return { app, url, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
