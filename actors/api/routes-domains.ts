@@ -4,6 +4,7 @@ import type { Filter } from "mongodb";
 import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
 import type { Database } from "../store/database.ts";
+import { readLatestScan } from "../store/latest-scan.ts";
 import type { DomainDoc, ScanDoc } from "../store/documents.ts";
 import { domainParam, scansQuery } from "./schemas.ts";
 
@@ -64,17 +65,15 @@ function decodeCursor(raw: string): { at: Date; id: string } | null {
 }
 
 export function domainRoutes(app: FastifyInstance, config: Config, db: Database): void {
-  const { domains, scans, fonts } = db.collections;
+  const { domains, scans } = db.collections;
 
   app.get<{ Params: { domain: string } }>("/v1/domains/:domain", async (req, reply) => {
     const id = registrableDomain(req.params.domain, config);
     if (!id) return badRequest(reply, `${JSON.stringify(req.params.domain)} is not a domain that can be scanned`);
-    const d = await domains.findOne({ _id: id });
-    if (!d) return notFound(reply, id);
-    const scan = d.latest ? await scans.findOne({ _id: d.latest.jobId }) : null;
-    const hashes = [...new Set(scan?.files.map((f) => f.sha256) ?? [])];
-    const found = hashes.length > 0 ? await fonts.find({ _id: { $in: hashes } }).toArray() : [];
-    const byHash = new Map(found.map((f) => [f._id, f]));
+    const latest = await readLatestScan(db.collections, id);
+    if (!latest) return notFound(reply, id);
+    const { domain: d, scan } = latest;
+    const byHash = new Map(latest.fonts.map((f) => [f._id, f]));
     return {
       ...domainView(d),
       scan: scan

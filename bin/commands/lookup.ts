@@ -1,14 +1,10 @@
 /** `glyphscan lookup <domain>`: the latest scan of a domain, its fonts, when and how it went. */
 import type { Config } from "../../config/mod.ts";
 import { openDatabase } from "../../actors/store/database.ts";
-import type { DomainDoc, FontDoc, ScanDoc } from "../../actors/store/documents.ts";
+import { readLatestScan, type LatestScan } from "../../actors/store/latest-scan.ts";
 import { normaliseSubmission } from "../../actors/coordinator/normalise-url.ts";
 
-export interface LookupResult {
-  domain: DomainDoc;
-  scan: ScanDoc | null;
-  fonts: FontDoc[];
-}
+export type LookupResult = LatestScan;
 
 /** Accepts a domain or any URL of it. */
 export function domainOf(input: string, config: Config): string {
@@ -19,12 +15,7 @@ export function domainOf(input: string, config: Config): string {
 export async function lookupDomain(config: Config, input: string): Promise<LookupResult | null> {
   const db = await openDatabase(config);
   try {
-    const domain = await db.collections.domains.findOne({ _id: domainOf(input, config) });
-    if (!domain) return null;
-    const scan = domain.latest ? await db.collections.scans.findOne({ _id: domain.latest.jobId }) : null;
-    const hashes = [...new Set(scan?.files.map((f) => f.sha256) ?? [])];
-    const fonts = hashes.length > 0 ? await db.collections.fonts.find({ _id: { $in: hashes } }).toArray() : [];
-    return { domain, scan, fonts };
+    return await readLatestScan(db.collections, domainOf(input, config));
   } finally {
     await db.close();
   }

@@ -1,0 +1,19 @@
+/** The read behind every lookup: a domain, its latest scan, and the catalogue entries of that scan's files. */
+import type { Collections } from "./database.ts";
+import type { DomainDoc, FontDoc, ScanDoc } from "./documents.ts";
+
+export interface LatestScan {
+  domain: DomainDoc;
+  scan: ScanDoc | null;
+  fonts: FontDoc[];
+}
+
+/** Null when the domain is unknown; all three reads are by `_id`, the one kind FerretDB v1 answers without a scan. */
+export async function readLatestScan(c: Collections, domain: string): Promise<LatestScan | null> {
+  const doc = await c.domains.findOne({ _id: domain });
+  if (!doc) return null;
+  const scan = doc.latest ? await c.scans.findOne({ _id: doc.latest.jobId }) : null;
+  const hashes = [...new Set(scan?.files.map((f) => f.sha256) ?? [])];
+  const fonts = hashes.length > 0 ? await c.fonts.find({ _id: { $in: hashes } }).toArray() : [];
+  return { domain: doc, scan, fonts };
+}
