@@ -7,6 +7,13 @@
 #   bash ops/install-tools.sh            install whatever is missing
 #   bash ops/install-tools.sh paths      install if missing, then print KEY=path
 #                                        lines on stdout (the only stdout output)
+#   bash ops/install-tools.sh compose    only Docker Compose v2+ (for ops/deploy), then
+#                                        print DOCKER_COMPOSE=path on stdout
+#
+# `install` also tries Docker Compose (ops/deploy/compose.yaml, test/ops/deploy.test.ts):
+# when `docker compose` is missing it is built with Go and linked as the docker CLI plugin
+# ${DOCKER_CONFIG:-~/.docker}/cli-plugins/docker-compose. A failure there is only a warning
+# (the servers above do not need it); `compose` makes it an error.
 #
 # Progress and errors go to stderr. Safe to run concurrently (flock).
 #
@@ -22,9 +29,16 @@ FERRETDB_VERSION=v1.24.2
 # Minimum Go needed to build them (the "go" lines of their go.mod files).
 NATS_MIN_GO=1.26
 FERRETDB_MIN_GO=1.24
+# Our patch to FerretDB's SQLite backend (see install_mongo); a new name rebuilds the binary.
+FERRETDB_PATCH=id-index
 # An unpinned nats-server on PATH is accepted only from this version on
 # (JetStream features we rely on); Debian bookworm ships 2.9, which is too old.
 NATS_MIN_SYSTEM=2.10
+# Docker Compose for ops/deploy (built only when `docker compose` is missing). Its go.mod has
+# exclude directives, so it is built from a copy of the module source, not with `go install`.
+COMPOSE_VERSION=v5.6.0
+COMPOSE_MODULE=github.com/docker/compose/v5
+COMPOSE_MIN_GO=1.26.8
 
 TOOLS_DIR="${GLYPHSCAN_TOOLS:-$HOME/.cache/glyphscan/bin}"
 
@@ -148,7 +162,7 @@ install_mongo() {
       ;;
   esac
 
-  local target="$TOOLS_DIR/ferretdb-$FERRETDB_VERSION"
+  local target="$TOOLS_DIR/ferretdb-$FERRETDB_VERSION-$FERRETDB_PATCH"
   if [[ -x "$target" ]]; then
     MONGO_KIND=ferretdb
     MONGO_SERVER="$target"
@@ -179,6 +193,15 @@ install_mongo() {
   cp -R "$dir" "$src"
   chmod -R u+w "$src" # the module cache is read-only
   printf '%s\n' "$FERRETDB_VERSION" >"$src/build/version/version.txt"
+  # The SQLite backend looks documents up by `_ferretdb_sjson->'$._id'`, but builds the _id
+  # index on `_ferretdb_sjson->"_id"`; SQLite matches index expressions literally, so every
+  # find/update/delete by _id scanned the whole table. Same value, indexable expression:
+  local meta="$src/internal/backends/sqlite/metadata/metadata.go"
+  if ! grep -q "IDColumn = DefaultColumn + \"->'\$._id'\"" "$meta"; then
+    fail "ferretdb $FERRETDB_VERSION: the _id column expression moved; review the $FERRETDB_PATCH patch in ops/install-tools.sh"
+    return 0
+  fi
+  sed -i "s|IDColumn = DefaultColumn + \"->'\$._id'\"|IDColumn = DefaultColumn + \`->\"_id\"\`|" "$meta"
   if ! (cd "$src" && go_env go build -trimpath -o "$tmp/ferretdb" ./cmd/ferretdb) >>"$tmp/build.log" 2>&1; then
     tail -n 30 "$tmp/build.log" >&2
     fail "could not build ferretdb $FERRETDB_VERSION (see the output above)"
@@ -249,10 +272,77 @@ install_chromium() {
   CHROMIUM="$(command -v chromium)"
 }
 
+# Docker Compose: `docker compose` if it already works, else our build linked as the CLI plugin.
+# Problems go to COMPOSE_PROBLEM, not FAILURES: only the deploy files need Compose.
+DOCKER_COMPOSE=""
+COMPOSE_PROBLEM=""
+compose_problem() {
+  COMPOSE_PROBLEM="$*"
+  log "WARNING: $*"
+}
+install_compose() {
+  local target="$TOOLS_DIR/docker-compose-$COMPOSE_VERSION" v
+  if command -v docker >/dev/null 2>&1 && v="$(docker compose version --short 2>/dev/null)" && [[ -n "$v" ]]; then
+    if version_ge "$v" 2; then
+      # Ours (linked earlier) or the system's plugin: either way nothing to build.
+      DOCKER_COMPOSE="$(readlink -f "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/docker-compose" 2>/dev/null || true)"
+      [[ -x "$DOCKER_COMPOSE" ]] || DOCKER_COMPOSE="docker compose"
+      return 0
+    fi
+  fi
+  if [[ ! -x "$target" ]]; then
+    local problem
+    problem="$(go_problem "$COMPOSE_MIN_GO" "docker compose $COMPOSE_VERSION")"
+    if [[ -n "$problem" ]]; then
+      compose_problem "$problem, or install the Docker Compose plugin (docker-compose-plugin)"
+      return 0
+    fi
+    log "building docker compose $COMPOSE_VERSION with $(go env GOVERSION) (takes a few minutes)..."
+    local tmp src dir
+    new_scratch
+    tmp="$SCRATCH_DIR"
+    if ! dir="$(go_env go mod download -json "$COMPOSE_MODULE@$COMPOSE_VERSION" 2>"$tmp/build.log" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')" || [[ -z "$dir" ]]; then
+      tail -n 30 "$tmp/build.log" >&2
+      compose_problem "could not download the $COMPOSE_MODULE@$COMPOSE_VERSION module (is the Go module proxy reachable?)"
+      return 0
+    fi
+    src="$tmp/src"
+    cp -R "$dir" "$src"
+    chmod -R u+w "$src" # the module cache is read-only
+    if ! (cd "$src" && go_env go build -trimpath \
+      -ldflags "-s -w -X $COMPOSE_MODULE/internal.Version=$COMPOSE_VERSION" \
+      -o "$tmp/docker-compose" ./cmd) >>"$tmp/build.log" 2>&1; then
+      tail -n 30 "$tmp/build.log" >&2
+      compose_problem "could not build docker compose $COMPOSE_VERSION (see the output above)"
+      return 0
+    fi
+    if ! "$tmp/docker-compose" version >/dev/null 2>&1; then
+      compose_problem "the freshly built docker compose $COMPOSE_VERSION does not run"
+      return 0
+    fi
+    mv -f "$tmp/docker-compose" "$target"
+    log "installed $target"
+  fi
+  DOCKER_COMPOSE="$target"
+  # Link it as the docker CLI plugin, unless a plugin of someone else's is there already.
+  local plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" link
+  link="$plugins/docker-compose"
+  if [[ -e "$link" && ! -L "$link" ]]; then
+    log "leaving $link alone (not ours); $target runs standalone as well"
+    return 0
+  fi
+  if mkdir -p "$plugins" && ln -sfn "$target" "$link"; then
+    log "docker compose plugin: $link -> $target"
+  else
+    log "WARNING: could not link $link; $target runs standalone as well"
+  fi
+}
+
 main() {
   local cmd="${1:-install}"
   case "$cmd" in
-    install | paths) ;;
+    install | paths | compose) ;;
     -h | --help)
       sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
       return 0
@@ -275,10 +365,23 @@ main() {
     fi
   fi
 
+  if [[ "$cmd" == compose ]]; then
+    install_compose
+    flock -u 9
+    if [[ -z "$DOCKER_COMPOSE" ]]; then
+      log "ERROR: docker compose is not available: ${COMPOSE_PROBLEM:-unknown problem}"
+      return 1
+    fi
+    printf 'DOCKER_COMPOSE=%s\n' "$DOCKER_COMPOSE"
+    return 0
+  fi
+
   install_nats
   install_mongo
   install_redis
   install_chromium
+  # Only an explicit install builds Compose: `paths` runs before every test and stack start.
+  if [[ "$cmd" == install ]]; then install_compose; fi
 
   flock -u 9
 
