@@ -1,5 +1,6 @@
 /**
- * Picks the region that scans a domain: a valid hint, else the TLD map, else a stable hash.
+ * Picks the region that scans a domain: a valid hint, else the TLD map, else a stable hash; while
+ * that region is down past its grace period, its configured fallback.
  */
 import { hash } from "node:crypto";
 
@@ -14,7 +15,32 @@ export type RouteOptions = {
   regions: readonly string[];
   defaultRegion: string;
   tldRegions: Readonly<Record<string, string>>;
+  /** Region → the region taking its new domains while it is down (config `coordinator.fallbackRegions`). */
+  fallbacks?: Readonly<Record<string, string>>;
+  /** Is this region down past its grace period? Without it no region is ever down. */
+  isDown?: (region: string) => boolean;
 };
+
+/**
+ * Where a domain routed to `primary` goes now: `primary` while it is up; else the first region up
+ * along its fallback chain (`eu → us → ap`); if every region on the chain is down, `primary`
+ * itself, so the work waits there durably rather than anywhere arbitrary.
+ */
+export function fallbackRegion(
+  primary: string,
+  fallbacks: Readonly<Record<string, string>>,
+  isDown: (region: string) => boolean,
+): string {
+  const visited = new Set<string>();
+  let region = primary;
+  while (isDown(region)) {
+    visited.add(region);
+    const next = fallbacks[region];
+    if (next === undefined || visited.has(next)) return primary;
+    region = next;
+  }
+  return region;
+}
 
 /** sha1 of region + domain, first 48 bits: a stable score, the same in every process and release. */
 function score(region: string, domain: string): number {
@@ -59,6 +85,16 @@ function fromSuffixMap(domain: string, opts: RouteOptions): string | undefined {
  * adding or removing a region only moves the domains that hash to it.
  */
 export function routeRegion(domain: string, hint: string | undefined, opts: RouteOptions): string {
+  const primary = primaryRegion(domain, hint, opts);
+  if (!opts.isDown || !opts.fallbacks) return primary;
+  const fallbacks = opts.fallbacks;
+  // Only configured regions take work; a fallback naming another region is ignored.
+  const usable = Object.fromEntries(Object.entries(fallbacks).filter(([, to]) => opts.regions.includes(to)));
+  return fallbackRegion(primary, usable, opts.isDown);
+}
+
+/** The region a domain belongs to when every region is up. */
+export function primaryRegion(domain: string, hint: string | undefined, opts: RouteOptions): string {
   const wanted = hint?.trim().toLowerCase();
   const hinted = wanted ? opts.regions.find((r) => r.toLowerCase() === wanted) : undefined;
   if (hinted !== undefined) return hinted;

@@ -1,5 +1,10 @@
 import test from "ava";
-import { routeRegion, type RouteOptions } from "../../actors/coordinator/route-region.ts";
+import {
+  fallbackRegion,
+  primaryRegion,
+  routeRegion,
+  type RouteOptions,
+} from "../../actors/coordinator/route-region.ts";
 
 const opts: RouteOptions = {
   regions: ["eu", "us", "ap"],
@@ -81,4 +86,43 @@ test("known values pin the hash across releases", (t) => {
     pinned.map((d) => routeRegion(d, undefined, { ...opts, tldRegions: {} })),
     ["us", "ap", "ap", "eu", "us"],
   );
+});
+
+// --- Fallback while a region is down --------------------------------------------------------
+
+const downSet =
+  (...regions: string[]) =>
+  (r: string) =>
+    regions.includes(r);
+
+test("fallback: an up region keeps its domains", (t) => {
+  t.is(fallbackRegion("eu", { eu: "us" }, downSet()), "eu");
+  t.is(fallbackRegion("eu", { eu: "us" }, downSet("us")), "eu");
+});
+
+test("fallback: a down region's domains go to its fallback, along the chain past down ones", (t) => {
+  t.is(fallbackRegion("eu", { eu: "us" }, downSet("eu")), "us");
+  t.is(fallbackRegion("eu", { eu: "us", us: "ap" }, downSet("eu", "us")), "ap");
+});
+
+test("fallback: no fallback, a down chain or a cycle leaves the domain in its own region to wait", (t) => {
+  t.is(fallbackRegion("eu", {}, downSet("eu")), "eu");
+  t.is(fallbackRegion("eu", { eu: "us" }, downSet("eu", "us")), "eu");
+  t.is(fallbackRegion("eu", { eu: "us", us: "eu" }, downSet("eu", "us")), "eu");
+});
+
+test("routeRegion applies the fallback to hinted, mapped and hashed domains alike", (t) => {
+  const withHealth: RouteOptions = { ...opts, fallbacks: { eu: "us", ap: "eu" }, isDown: downSet("eu") };
+  t.is(routeRegion("example.de", undefined, withHealth), "us", "TLD-mapped to eu");
+  t.is(routeRegion("example.com", "eu", withHealth), "us", "hinted eu");
+  t.is(routeRegion("example.jp", undefined, withHealth), "ap", "ap is up: stays");
+  const hashedToEu = domains.find((d) => primaryRegion(d, undefined, opts) === "eu")!;
+  t.is(routeRegion(hashedToEu, undefined, withHealth), "us");
+  // Back up: routing returns.
+  t.is(routeRegion("example.de", undefined, { ...withHealth, isDown: downSet() }), "eu");
+});
+
+test("routeRegion ignores a fallback naming an unconfigured region", (t) => {
+  const o: RouteOptions = { ...opts, fallbacks: { eu: "mars" }, isDown: downSet("eu") };
+  t.is(routeRegion("example.de", undefined, o), "eu");
 });

@@ -549,3 +549,107 @@ function canConnect(port: number): Promise<boolean> {
     socket.once("error", () => resolve(false));
   });
 }
+
+// ---------------------------------------------------------------------------
+// Several NATS clusters joined into one supercluster, for region tests.
+
+/** Options for {@link startSupercluster}. */
+export interface SuperclusterOptions {
+  /** One single-server NATS cluster per name, joined by gateways. At least 3 so a cut leaves a majority. */
+  clusters: readonly string[];
+}
+
+/** A running supercluster: one server per cluster, each able to be cut off and brought back. */
+export interface Supercluster {
+  /** Cluster name → its server. `kill()` cuts the cluster off; `restart()` brings it back on the same ports and store. */
+  readonly servers: Readonly<Record<string, ManagedServer>>;
+  /** Cluster name → client URL of its server. */
+  readonly urls: Readonly<Record<string, string>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one nats-server per cluster name, each a one-server cluster "NAME" with JetStream, tagged
+ * `region:NAME`, joined to the others through gateways: one JetStream meta group over all of them,
+ * streams placed per cluster or tag. Ports are fixed at start so a restarted server comes back
+ * where the others' gateways look for it. Resolves once JetStream answers on every server.
+ */
+export async function startSupercluster(opts: SuperclusterOptions): Promise<Supercluster> {
+  const command = await tool("NATS_SERVER");
+  for (let attempt = 1; ; attempt++) {
+    const ports = await Promise.all(
+      opts.clusters.map(async () => ({ client: await freePort(), route: await freePort(), gateway: await freePort() })),
+    );
+    const gateways = opts.clusters
+      .map((name, i) => `    { name: "${name}", urls: ["nats://127.0.0.1:${ports[i]!.gateway}"] }`)
+      .join("\n");
+    const made: ServerImpl[] = [];
+    try {
+      for (const [i, name] of opts.clusters.entries()) {
+        const p = ports[i]!;
+        const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `glyphscan-nats-${name}-`));
+        const spec: ServerSpec = {
+          kind: `nats-${name}`,
+          scheme: "nats",
+          command,
+          async prepare(port, d) {
+            const conf = path.join(d, "nats.conf");
+            await fsp.writeFile(
+              conf,
+              [
+                `listen: "127.0.0.1:${port}"`,
+                `server_name: "${name}1"`,
+                `server_tags: ["region:${name}"]`,
+                `jetstream { store_dir: ${JSON.stringify(d)} }`,
+                // A one-server cluster needs a route (to itself) for clustered JetStream.
+                `cluster { name: "${name}", listen: "127.0.0.1:${p.route}", routes: ["nats://127.0.0.1:${p.route}"] }`,
+                `gateway {\n  name: "${name}"\n  listen: "127.0.0.1:${p.gateway}"\n  gateways: [\n${gateways}\n  ]\n}`,
+                "",
+              ].join("\n"),
+            );
+            return ["-c", conf];
+          },
+          ready: (port) => probe(port, undefined, (text) => text.startsWith("INFO ") && text.includes("\n")),
+        };
+        made.push(new ServerImpl(spec, dir, p.client));
+      }
+      await Promise.all(made.map((s) => s.start()));
+      const servers = Object.fromEntries(opts.clusters.map((name, i) => [name, made[i]!]));
+      const urls = Object.fromEntries(opts.clusters.map((name, i) => [name, made[i]!.url]));
+      await Promise.all(made.map((s) => waitForJetStream(s.url)));
+      return { servers, urls, stop: async () => void (await Promise.all(made.map((s) => s.stop()))) };
+    } catch (err) {
+      const logs = await Promise.all(made.map((s) => logTail(s.logFile)));
+      await Promise.all(made.map((s) => s.stop()));
+      if (attempt < 3 && logs.some((log) => /address already in use/i.test(log))) continue;
+      throw err;
+    }
+  }
+}
+
+/** Resolves once a JetStream API call through the server at `url` answers (meta leader elected). */
+export async function waitForJetStream(url: string, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    const nc = await connect({ servers: url, reconnect: false }).catch((err: unknown) => {
+      last = err;
+      return undefined;
+    });
+    if (nc) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+        await jsm.getAccountInfo();
+        return;
+      } catch (err) {
+        last = err;
+      } finally {
+        await nc.close().catch(() => undefined);
+      }
+    }
+    await sleep(200);
+  }
+  throw new Error(`JetStream at ${url} did not answer within ${timeoutMs} ms: ${String(last)}`);
+}
