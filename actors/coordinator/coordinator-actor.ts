@@ -6,6 +6,11 @@
  * Order matters for "nothing lost": check the filter, publish admissions, and only then mark
  * the domains seen. A crash in between at worst admits a domain twice, which the admission
  * stream's Nats-Msg-Id window and the frontier's keyed upsert absorb.
+ *
+ * A Bloom false positive never loses a domain for good: it is not recorded, so it is new again once
+ * the slices that collide with it roll past (its next appearance after the window is admitted). For
+ * the sources in `coordinator.confirmSources` it is not even delayed: a "maybe seen" from the filter
+ * is confirmed against MongoDB `domains` by key, and a domain not stored there is admitted.
  */
 import type { ActorDefinition } from "../../cluster/actor.ts";
 import { TransientError, errorMessage } from "../../cluster/errors.ts";
@@ -16,8 +21,46 @@ import { normaliseSubmission } from "./normalise-url.ts";
 import { routeRegion } from "./route-region.ts";
 import type { SeenFilter } from "./seen-filter.ts";
 
-export function coordinatorActor(config: Config, seen: SeenFilter): ActorDefinition<"feed-submission" | "feed-batch"> {
+/** Of `domains`, those stored in MongoDB `domains` (the confirm check of `coordinator.confirmSources`). */
+export type KnownDomains = (domains: readonly string[]) => Promise<Set<string>>;
+
+/** Most `_id`s in one `$in` lookup. */
+const CONFIRM_BATCH = 1000;
+
+/**
+ * {@link KnownDomains} on the `domains` collection: `find({_id: {$in}})` projected to `_id`, in batches,
+ * the one query shape FerretDB v1 pushes down to its backend.
+ */
+export function knownInCollection(domains: {
+  find(
+    filter: { _id: { $in: string[] } },
+    options: { projection: { _id: 1 } },
+  ): { toArray(): Promise<{ _id: string }[]> };
+}): KnownDomains {
+  return async (names) => {
+    const known = new Set<string>();
+    for (let start = 0; start < names.length; start += CONFIRM_BATCH) {
+      const batch = names.slice(start, start + CONFIRM_BATCH);
+      for (const doc of await domains.find({ _id: { $in: batch } }, { projection: { _id: 1 } }).toArray()) {
+        known.add(doc._id);
+      }
+    }
+    return known;
+  };
+}
+
+export function coordinatorActor(
+  config: Config,
+  seen: SeenFilter,
+  /** Region health (set when `coordinator.fallbackRegions` is): new domains of a down region go to its fallback. */
+  health?: { isDown(region: string): boolean },
+  /** The MongoDB check of `coordinator.confirmSources`; required when that list is not empty. */
+  known?: KnownDomains,
+): ActorDefinition<"feed-submission" | "feed-batch"> {
   const { coordinator } = config;
+  const confirmSources = new Set(coordinator.confirmSources);
+  if (confirmSources.size > 0 && !known) throw new Error("coordinator.confirmSources needs a MongoDB connection");
+  const fallback = health ? { fallbacks: coordinator.fallbackRegions, isDown: (r: string) => health.isDown(r) } : {};
   return {
     name: "coordinator",
     stage: "coordinator",
@@ -52,8 +95,26 @@ export function coordinatorActor(config: Config, seen: SeenFilter): ActorDefinit
         throw new TransientError(`seen filter unavailable: ${errorMessage(err)}`);
       }
       const fresh = domains.filter((_, i) => !seenBefore[i]);
-      instruments().seen.add(domains.length - fresh.length, { result: "seen" });
       instruments().seen.add(fresh.length, { result: "new" });
+      let overrides = 0;
+      if (known && confirmSources.has(message.source) && fresh.length < domains.length) {
+        // "Maybe seen" is only a hint here: a domain MongoDB does not have is admitted anyway.
+        const maybe = domains.filter((_, i) => seenBefore[i]);
+        let stored: Set<string>;
+        try {
+          stored = await known(maybe);
+        } catch (err) {
+          throw new TransientError(`confirm lookup in MongoDB failed: ${errorMessage(err)}`);
+        }
+        for (const domain of maybe) {
+          if (stored.has(domain)) continue;
+          fresh.push(domain);
+          overrides++;
+        }
+        instruments().seen.add(overrides, { result: "confirm-override" });
+        if (overrides > 0) ctx.log.debug({ overrides }, "seen filter said maybe seen; not in MongoDB, admitted");
+      }
+      instruments().seen.add(domains.length - fresh.length, { result: "seen" });
       // The window index makes the id stable across redeliveries of this message.
       const epoch = Math.floor(now / coordinator.seenWindowMs);
       await Promise.all(
@@ -62,6 +123,7 @@ export function coordinatorActor(config: Config, seen: SeenFilter): ActorDefinit
             regions: config.regions,
             defaultRegion: config.region,
             tldRegions: coordinator.tldRegions,
+            ...fallback,
           });
           return ctx.publish({
             subject: subjects.admit(region),

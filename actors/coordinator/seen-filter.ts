@@ -6,10 +6,14 @@
  * new domains are written to the current slice only, so an admission is remembered for between
  * `(slices - 1) · windowMs` and `slices · windowMs`. Old slices expire through their TTL.
  *
- * Offsets are computed in Node (md5 → h1, h2; Kirsch–Mitzenmacher g_i = h1 + i·h2 mod m), so the Lua
- * script never hashes and every client agrees. A Bloom filter never misses a domain it saw; a false
- * positive drops a new domain until its slices roll past. This is a cache: Redis errors are thrown and
- * the caller decides (the coordinator treats them as transient).
+ * Node hashes (md5 → h1, h2) and sends, per domain, the first offset g₀ = h1 mod m and the step h2 as two
+ * 32-bit integers in one binary argument; the Lua scripts walk g_i = g₀ + i·h2 mod m (Kirsch–Mitzenmacher),
+ * so the scripts never hash and every client agrees. Batches of up to 1000 domains are one script call
+ * each, all written to the connection at once (pipelined): Redis runs them in order, so a later batch sees
+ * the bits an earlier one set. A Bloom filter never misses a domain it saw; a false positive drops a new
+ * domain until its slices roll past (the coordinator's `confirmSources` check MongoDB instead). This is a
+ * cache: Redis errors are thrown and the caller decides (the coordinator treats them as transient), and
+ * every slice can be rebuilt from MongoDB (`glyphscan bloom rebuild`, {@link SeenFilter.addAt}).
  */
 import { hash } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
@@ -28,6 +32,23 @@ export type SeenFilterOptions = {
   falsePositiveRate: number;
 };
 
+/** The filter options of a coordinator config section. */
+export function seenFilterOptions(coordinator: {
+  seenFilterName: string;
+  seenWindowMs: number;
+  seenSlices: number;
+  expectedDomainsPerWindow: number;
+  falsePositiveRate: number;
+}): SeenFilterOptions {
+  return {
+    name: coordinator.seenFilterName,
+    windowMs: coordinator.seenWindowMs,
+    slices: coordinator.seenSlices,
+    expectedPerWindow: coordinator.expectedDomainsPerWindow,
+    falsePositiveRate: coordinator.falsePositiveRate,
+  };
+}
+
 /** Bloom parameters derived from {@link SeenFilterOptions}. */
 export type BloomSizing = {
   /** m: bits in one slice's Redis string. */
@@ -40,21 +61,61 @@ export type BloomSizing = {
   bitsPerDomain: number;
 };
 
-/** Redis strings hold at most 512 MiB = 2³² bits. */
-const MAX_BITS = 2 ** 32;
-/** Items per script call: bounds the script's run time (Redis is single-threaded) and the argument count. */
-const MAX_ITEMS_PER_CALL = 1000;
-const MAX_ARGS_PER_CALL = 20_000;
+/** One live slice as {@link SeenFilter.stats} sees it. */
+export type SliceStats = {
+  key: string;
+  /** Slice index, `floor(time / windowMs)`. */
+  index: number;
+  /** Start of the slice's window. */
+  start: Date;
+  exists: boolean;
+  /** Bits set (BITCOUNT). */
+  bitsSet: number;
+  /** bitsSet / m. */
+  fill: number;
+  /** Domains in the slice, estimated from the fill: n ≈ -(m/k)·ln(1 - fill). */
+  estimatedDomains: number;
+  /** Remaining time to live in ms (-1: none, -2: absent). */
+  ttlMs: number;
+};
 
-// KEYS: current slice, then older live slices. ARGV: k, ttl ms, m - 1, then k offsets per domain.
+/** What {@link SeenFilter.stats} reports. */
+export type FilterStats = {
+  name: string;
+  sizing: BloomSizing;
+  targetFalsePositiveRate: number;
+  slices: SliceStats[];
+  /** Expected false-positive rate of a new domain against the live slices as they are filled now: 1 - Π(1 - fill^k). */
+  estimatedFalsePositiveRate: number;
+  /** Domains in all live slices, estimated from their fill. */
+  estimatedDomains: number;
+};
+
+/** Redis strings hold at most 512 MiB = 2³² bits, so g₀ and h2 (both < m) fit in 32 bits. */
+const MAX_BITS = 2 ** 32;
+/** Items per script call: bounds the script's run time (Redis is single-threaded). */
+const MAX_ITEMS_PER_CALL = 1000;
+/** Script calls in flight at once on the connection; bounds memory on huge inputs. */
+const MAX_CALLS_IN_FLIGHT = 16;
+
+// Reads item i (0-based) of the packed argument: big-endian g0 and h2.
+const UNPACK = `
+local call = redis.call
+local function item(blob, i)
+  local a, b, c, d, e, f, g, h = string.byte(blob, i * 8 + 1, i * 8 + 8)
+  return ((a * 256 + b) * 256 + c) * 256 + d, ((e * 256 + f) * 256 + g) * 256 + h
+end
+`;
+
+// KEYS: current slice, then older live slices. ARGV: k, m, ttl ms, packed items.
 // Returns 1 (seen in a live slice) or 0 (new; now set in the current slice) per domain.
-const TEST_AND_SET = `
-local k, ttl, last = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+const TEST_AND_SET = `${UNPACK}
+local k, m, ttl, blob = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local cur = KEYS[1]
 local pttl = redis.call('PTTL', cur)
 if pttl == -2 then
   -- Allocate the whole string now rather than on some SETBIT mid-batch.
-  redis.call('SETBIT', cur, last, 0)
+  redis.call('SETBIT', cur, m - 1, 0)
   redis.call('PEXPIRE', cur, ttl)
 elseif pttl == -1 then
   redis.call('PEXPIRE', cur, ttl)
@@ -64,21 +125,23 @@ for w = 2, #KEYS do
   if redis.call('EXISTS', KEYS[w]) == 1 then older[#older + 1] = KEYS[w] end
 end
 local res = {}
-for i = 0, (#ARGV - 3) / k - 1 do
-  local base = 3 + i * k
+for i = 0, #blob / 8 - 1 do
+  local g0, h2 = item(blob, i)
   local seen = 0
   for w = 1, #older do
-    local all = 1
+    local all, g = 1, g0
     for j = 1, k do
-      if redis.call('GETBIT', older[w], ARGV[base + j]) == 0 then all = 0 break end
+      if call('GETBIT', older[w], g) == 0 then all = 0 break end
+      g = g + h2 if g >= m then g = g - m end
     end
     if all == 1 then seen = 1 break end
   end
   if seen == 0 then
     -- SETBIT returns the old bit: all ones means the current slice already had it.
-    local all = 1
+    local all, g = 1, g0
     for j = 1, k do
-      if redis.call('SETBIT', cur, ARGV[base + j], 1) == 0 then all = 0 end
+      if call('SETBIT', cur, g, 1) == 0 then all = 0 end
+      g = g + h2 if g >= m then g = g - m end
     end
     seen = all
   end
@@ -87,21 +150,22 @@ end
 return res
 `;
 
-// KEYS: live slices. ARGV: k, then k offsets per domain. Returns 1 (seen) or 0 per domain; writes nothing.
-const HAS = `
-local k = tonumber(ARGV[1])
+// KEYS: live slices. ARGV: k, m, packed items. Returns 1 (seen) or 0 per domain; writes nothing.
+const HAS = `${UNPACK}
+local k, m, blob = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local live = {}
 for w = 1, #KEYS do
   if redis.call('EXISTS', KEYS[w]) == 1 then live[#live + 1] = KEYS[w] end
 end
 local res = {}
-for i = 0, (#ARGV - 1) / k - 1 do
-  local base = 1 + i * k
+for i = 0, #blob / 8 - 1 do
+  local g0, h2 = item(blob, i)
   local seen = 0
   for w = 1, #live do
-    local all = 1
+    local all, g = 1, g0
     for j = 1, k do
-      if redis.call('GETBIT', live[w], ARGV[base + j]) == 0 then all = 0 break end
+      if call('GETBIT', live[w], g) == 0 then all = 0 break end
+      g = g + h2 if g >= m then g = g - m end
     end
     if all == 1 then seen = 1 break end
   end
@@ -110,11 +174,37 @@ end
 return res
 `;
 
-type ScriptArg = string | number | readonly (string | number)[];
+// KEYS: one slice. ARGV: k, m, expire-at ms (end of the slice's life), packed items.
+// Sets every domain's bits; returns 1 if all were set already, else 0, per domain.
+const ADD = `${UNPACK}
+local k, m, expireAt, blob = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local key = KEYS[1]
+local pttl = redis.call('PTTL', key)
+if pttl == -2 then
+  redis.call('SETBIT', key, m - 1, 0)
+  redis.call('PEXPIREAT', key, expireAt)
+elseif pttl == -1 then
+  redis.call('PEXPIREAT', key, expireAt)
+end
+local res = {}
+for i = 0, #blob / 8 - 1 do
+  local all, g, h2 = 1, item(blob, i)
+  for j = 1, k do
+    if call('SETBIT', key, g, 1) == 0 then all = 0 end
+    g = g + h2 if g >= m then g = g - m end
+  end
+  res[i + 1] = all
+end
+return res
+`;
+
 /** The commands `defineCommand` adds to the client (ioredis flattens array arguments). */
 type BloomCommands = {
-  glyphscanBloomTestAndSet(numKeys: number, ...args: ScriptArg[]): Promise<number[]>;
-  glyphscanBloomHas(numKeys: number, ...args: ScriptArg[]): Promise<number[]>;
+  glyphscanBloomTestAndSet(numKeys: number, ...args: (string | number | Buffer | string[])[]): Promise<number[]>;
+  glyphscanBloomHas(numKeys: number, ...args: (string | number | Buffer | string[])[]): Promise<number[]>;
+  glyphscanBloomAdd(numKeys: number, ...args: (string | number | Buffer | string[])[]): Promise<number[]>;
+  bitcount(key: string): Promise<number>;
+  pttl(key: string): Promise<number>;
 };
 
 /**
@@ -134,13 +224,12 @@ function check(ok: boolean, what: string): void {
 
 /**
  * Time-sliced Bloom filter of domains in Redis (see the module comment). Cheap to construct: it only
- * registers two Lua scripts on the client (EVALSHA, with EVAL after a Redis restart flushed the cache).
+ * registers three Lua scripts on the client (EVAL on a connection's first use, EVALSHA after).
  */
 export class SeenFilter {
   readonly #cmd: BloomCommands;
   readonly #opts: SeenFilterOptions;
   readonly #sizing: BloomSizing;
-  readonly #itemsPerCall: number;
 
   constructor(redis: Redis | Cluster, opts: SeenFilterOptions) {
     check(opts.name.length > 0 && !/[{}\s]/.test(opts.name), "name must be non-empty, without braces or spaces");
@@ -157,9 +246,9 @@ export class SeenFilter {
       this.#sizing.bitsPerSlice <= MAX_BITS,
       `a slice needs ${this.#sizing.bitsPerSlice} bits; Redis strings hold 2^32`,
     );
-    this.#itemsPerCall = Math.max(1, Math.min(MAX_ITEMS_PER_CALL, Math.floor(MAX_ARGS_PER_CALL / this.#sizing.hashes)));
     redis.defineCommand("glyphscanBloomTestAndSet", { lua: TEST_AND_SET });
     redis.defineCommand("glyphscanBloomHas", { lua: HAS, readOnly: true });
+    redis.defineCommand("glyphscanBloomAdd", { lua: ADD });
     this.#cmd = redis as unknown as BloomCommands;
   }
 
@@ -168,32 +257,88 @@ export class SeenFilter {
     return { ...this.#sizing };
   }
 
+  /** The options this filter was made with. */
+  options(): SeenFilterOptions {
+    return { ...this.#opts };
+  }
+
   /**
    * For each domain: true if seen in a live slice, false if new. New domains are recorded in the current
    * slice, so a domain repeated within `domains` is new the first time and seen after. Domains are compared
-   * case-insensitively. One round trip per up to 1000 domains; each round trip is atomic.
+   * case-insensitively. One script call per up to 1000 domains, pipelined; each call is atomic.
    * @param now clock in ms since the epoch (default `Date.now()`); picks the current slice.
    */
   async testAndSet(domains: readonly string[], now: number = Date.now()): Promise<boolean[]> {
     const keys = this.#liveKeys(now);
     const ttlMs = this.#opts.slices * this.#opts.windowMs;
-    const last = this.#sizing.bitsPerSlice - 1;
-    return this.#batched(domains, (offsets) =>
-      this.#cmd.glyphscanBloomTestAndSet(keys.length, keys, this.#sizing.hashes, ttlMs, last, offsets),
-    );
+    const { hashes: k, bitsPerSlice: m } = this.#sizing;
+    return this.#batched(domains, (items) => this.#cmd.glyphscanBloomTestAndSet(keys.length, keys, k, m, ttlMs, items));
   }
 
   /** Like {@link testAndSet} without recording anything. */
   async has(domains: readonly string[], now: number = Date.now()): Promise<boolean[]> {
     const keys = this.#liveKeys(now);
-    return this.#batched(domains, (offsets) =>
-      this.#cmd.glyphscanBloomHas(keys.length, keys, this.#sizing.hashes, offsets),
+    const { hashes: k, bitsPerSlice: m } = this.#sizing;
+    return this.#batched(domains, (items) => this.#cmd.glyphscanBloomHas(keys.length, keys, k, m, items));
+  }
+
+  /**
+   * Records domains as seen at time `at` (e.g. their last admission, from MongoDB): in the slice containing
+   * `at`, which expires when it leaves the live window, `(slice + slices) · windowMs`. Nothing is written
+   * (and null returned) if that slice is no longer live at `now`; `at` later than `now` counts as `now`.
+   * Otherwise, per domain: true if it was there already. Idempotent.
+   */
+  async addAt(domains: readonly string[], at: number, now: number = Date.now()): Promise<boolean[] | null> {
+    check(Number.isFinite(at), "at must be a finite number of ms");
+    const current = this.#slice(now);
+    const slice = Math.min(this.#slice(at), current);
+    if (slice <= current - this.#opts.slices) return null;
+    const expireAt = (slice + this.#opts.slices) * this.#opts.windowMs;
+    const { hashes: k, bitsPerSlice: m } = this.#sizing;
+    return this.#batched(domains, (items) => this.#cmd.glyphscanBloomAdd(1, this.#key(slice), k, m, expireAt, items));
+  }
+
+  /** Fill of each live slice (BITCOUNT, O(m/8) each) and the false-positive rate it implies. */
+  async stats(now: number = Date.now()): Promise<FilterStats> {
+    const { bitsPerSlice: m, hashes: k } = this.#sizing;
+    const current = this.#slice(now);
+    const slices = await Promise.all(
+      Array.from({ length: this.#opts.slices }, async (_, i): Promise<SliceStats> => {
+        const index = current - i;
+        const key = this.#key(index);
+        const [bitsSet, ttlMs] = await Promise.all([this.#cmd.bitcount(key), this.#cmd.pttl(key)]);
+        const fill = bitsSet / m;
+        return {
+          key,
+          index,
+          start: new Date(index * this.#opts.windowMs),
+          exists: ttlMs !== -2,
+          bitsSet,
+          fill,
+          estimatedDomains: fill >= 1 ? Infinity : Math.round((-m / k) * Math.log1p(-fill)),
+          ttlMs,
+        };
+      }),
     );
+    const miss = slices.reduce((p, s) => p * (1 - s.fill ** k), 1);
+    return {
+      name: this.#opts.name,
+      sizing: this.sizing(),
+      targetFalsePositiveRate: this.#opts.falsePositiveRate,
+      slices,
+      estimatedFalsePositiveRate: 1 - miss,
+      estimatedDomains: slices.reduce((n, s) => n + s.estimatedDomains, 0),
+    };
   }
 
   /** Redis key of the slice containing `now`. */
   keyAt(now: number): string {
-    return this.#key(Math.floor(now / this.#opts.windowMs));
+    return this.#key(this.#slice(now));
+  }
+
+  #slice(now: number): number {
+    check(Number.isFinite(now), "now must be a finite number of ms");
+    return Math.floor(now / this.#opts.windowMs);
   }
 
   #key(slice: number): string {
@@ -202,40 +347,52 @@ export class SeenFilter {
 
   /** Current slice first, then the older live ones. */
   #liveKeys(now: number): string[] {
-    check(Number.isFinite(now), "now must be a finite number of ms");
-    const current = Math.floor(now / this.#opts.windowMs);
+    const current = this.#slice(now);
     return Array.from({ length: this.#opts.slices }, (_, i) => this.#key(current - i));
   }
 
-  async #batched(domains: readonly string[], call: (offsets: number[]) => Promise<number[]>): Promise<boolean[]> {
-    const out: boolean[] = [];
-    // Sequential on purpose: a later batch must see the bits an earlier one set.
-    for (let start = 0; start < domains.length; start += this.#itemsPerCall) {
-      const chunk = domains.slice(start, start + this.#itemsPerCall);
-      const reply = await call(this.#offsets(chunk));
-      if (reply.length !== chunk.length) {
-        throw new Error(`SeenFilter: ${reply.length} replies for ${chunk.length} domains`);
-      }
-      for (const bit of reply) out.push(bit === 1);
+  /**
+   * Splits `domains` into script calls and pipelines them: all calls go out on the one connection in
+   * order (a later batch sees the bits an earlier one set; all keys share the `{name}` hash slot, so a
+   * Redis Cluster sends them to one node too), at most {@link MAX_CALLS_IN_FLIGHT} unanswered at once.
+   */
+  async #batched(domains: readonly string[], call: (items: Buffer) => Promise<number[]>): Promise<boolean[]> {
+    const out = new Array<boolean>(domains.length);
+    const inFlight = new Set<Promise<void>>();
+    const failed: { error: Error | null } = { error: null };
+    for (let start = 0; start < domains.length && failed.error === null; start += MAX_ITEMS_PER_CALL) {
+      const end = Math.min(domains.length, start + MAX_ITEMS_PER_CALL);
+      const done = call(this.#pack(domains, start, end)).then((reply) => {
+        if (reply.length !== end - start) {
+          throw new Error(`SeenFilter: ${reply.length} replies for ${end - start} domains`);
+        }
+        for (let i = 0; i < reply.length; i++) out[start + i] = reply[i] === 1;
+      });
+      const tracked = done.then(
+        () => void inFlight.delete(tracked),
+        (err: unknown) => {
+          inFlight.delete(tracked);
+          failed.error ??= err instanceof Error ? err : new Error(String(err));
+        },
+      );
+      inFlight.add(tracked);
+      if (inFlight.size >= MAX_CALLS_IN_FLIGHT) await Promise.race(inFlight);
     }
+    await Promise.all(inFlight);
+    if (failed.error !== null) throw failed.error;
     return out;
   }
 
-  /** k bit offsets per domain, flattened. */
-  #offsets(domains: readonly string[]): number[] {
-    const { bitsPerSlice: m, hashes: k } = this.#sizing;
-    const out = new Array<number>(domains.length * k);
-    let o = 0;
-    for (const domain of domains) {
-      const digest = hash("md5", domain.toLowerCase(), "buffer");
-      let g = digest.readUIntBE(0, 6) % m;
+  /** Per domain, big-endian uint32 g₀ = h1 mod m and uint32 step h2. */
+  #pack(domains: readonly string[], start: number, end: number): Buffer {
+    const m = this.#sizing.bitsPerSlice;
+    const buf = Buffer.allocUnsafe((end - start) * 8);
+    for (let i = start, o = 0; i < end; i++, o += 8) {
+      const digest = hash("md5", domains[i]!.toLowerCase(), "buffer");
       // Odd h2 cycles through every offset when m is a power of two; never 0, or all k offsets coincide.
-      const h2 = (digest.readUIntBE(6, 6) * 2 + 1) % m || 1;
-      for (let i = 0; i < k; i++) {
-        out[o++] = g;
-        g = (g + h2) % m;
-      }
+      buf.writeUInt32BE(digest.readUIntBE(0, 6) % m, o);
+      buf.writeUInt32BE((digest.readUIntBE(6, 6) * 2 + 1) % m || 1, o + 4);
     }
-    return out;
+    return buf;
   }
 }

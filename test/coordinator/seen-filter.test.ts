@@ -154,3 +154,84 @@ test("works again after Redis restarts (new server, empty script cache)", async 
   // The harness runs Redis without persistence: the restarted server is empty.
   t.deepEqual(await f.testAndSet(["r.com", "r.com"], T0), [false, true]);
 });
+
+test("1M synthetic domains: false-positive rate within 2x of the target, in pipelined batches", async (t) => {
+  // Two full slices of 500k each: the target holds for the union of all live slices.
+  // Hour-long slices: the first slice's TTL (slices × windowMs from its creation) outlives the test.
+  const f = filter({ windowMs: 60 * MINUTE, slices: 2, expectedPerWindow: 500_000, falsePositiveRate: 0.01 });
+  const { bitsPerDomain, hashes, bytesPerSlice } = f.sizing();
+  const start = 100 * 60 * MINUTE;
+  const now = start + 60 * MINUTE;
+  let started = performance.now();
+  const first = await f.testAndSet(domains("m-a-", 500_000), start);
+  const second = await f.testAndSet(domains("m-b-", 500_000), now);
+  const insertMs = performance.now() - started;
+  // While filling, a new domain collides less often than at the target (the slices are not full yet).
+  const fillHits = [...first, ...second].filter(Boolean).length;
+  t.true(fillHits < 0.01 * 1_000_000, `collisions while filling: ${fillHits}`);
+  t.true(
+    (await f.has([...domains("m-a-", 100_000), ...domains("m-b-", 100_000)], now)).every(Boolean),
+    "no false negatives",
+  );
+  started = performance.now();
+  const probes = await f.has(domains("m-probe-", 1_200_000), now);
+  const probeMs = performance.now() - started;
+  const rate = probes.filter(Boolean).length / probes.length;
+  t.log(`bits per domain ${bitsPerDomain.toFixed(2)} per slice (k=${hashes}, ${bytesPerSlice} bytes per slice)`);
+  t.log(`measured false-positive rate ${(rate * 100).toFixed(3)}% on 1.2M non-members (target 1%)`);
+  t.log(`inserted 1M in ${(insertMs / 1000).toFixed(1)} s, probed 1.2M in ${(probeMs / 1000).toFixed(1)} s`);
+  t.true(rate >= 0.005 && rate <= 0.02, `rate ${rate}`);
+});
+
+test("slices expire in Redis: a domain is new again once its slice's TTL ran out", async (t) => {
+  // Real time here: 1 s slices, two live, so a slice lives 2 s.
+  const f = filter({ windowMs: 1_000, slices: 2 });
+  const start = Date.now();
+  t.deepEqual(await f.testAndSet(["expiring.com"], start), [false]);
+  const key = f.keyAt(start);
+  t.true((await redis.pttl(key)) <= 2_000);
+  // Redis itself removes the key.
+  const deadline = Date.now() + 10_000;
+  while ((await redis.exists(key)) === 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  t.is(await redis.exists(key), 0, "the slice expired");
+  // Checked against the slice that held it (as if the clock had not moved): nothing is left there.
+  t.deepEqual(await f.has(["expiring.com"], start), [false]);
+  t.deepEqual(await f.testAndSet(["expiring.com"], Date.now()), [false]);
+});
+
+test("addAt writes into the slice of its time, which expires when it leaves the window; idempotent", async (t) => {
+  const windowMs = 10 * MINUTE;
+  const f = filter({ windowMs, slices: 3 });
+  const now = Date.now();
+  const older = now - windowMs; // the previous slice, still live
+  t.deepEqual(await f.addAt(["a.com", "b.com"], older, now), [false, false]);
+  t.deepEqual(await f.addAt(["a.com", "c.com"], older, now), [true, false]);
+  t.deepEqual(await f.has(["a.com", "b.com", "c.com", "d.com"], now), [true, true, true, false]);
+  const key = f.keyAt(older);
+  t.is(await redis.exists(f.keyAt(now)), 0, "nothing written to the current slice");
+  const slice = Math.floor(older / windowMs);
+  const endOfLife = (slice + 3) * windowMs;
+  t.is(await redis.call("PEXPIRETIME", key), endOfLife);
+  // A slice that already left the window is not written; a time in the future counts as now.
+  t.is(await f.addAt(["old.com"], now - 3 * windowMs, now), null);
+  t.deepEqual(await f.has(["old.com"], now), [false]);
+  t.deepEqual(await f.addAt(["future.com"], now + 5 * windowMs, now), [false]);
+  t.is(await redis.exists(f.keyAt(now)), 1);
+  t.deepEqual(await f.testAndSet(["future.com"], now), [true]);
+});
+
+test("stats: fill, estimated domains and false-positive rate of each live slice", async (t) => {
+  const f = filter({ slices: 2, expectedPerWindow: 20_000, falsePositiveRate: 0.01 });
+  await f.testAndSet(domains("st-", 20_000), T0 + MINUTE);
+  const s = await f.stats(T0 + MINUTE);
+  t.is(s.slices.length, 2);
+  const [current, previous] = s.slices;
+  t.true(current!.exists && !previous!.exists);
+  t.true(Math.abs(current!.estimatedDomains - 20_000) < 400, `estimated ${current!.estimatedDomains}`);
+  t.true(current!.fill > 0.45 && current!.fill < 0.55, `fill ${current!.fill}`);
+  // One full slice of two: about the per-slice rate, half the target.
+  t.true(
+    s.estimatedFalsePositiveRate > 0.003 && s.estimatedFalsePositiveRate < 0.008,
+    String(s.estimatedFalsePositiveRate),
+  );
+});
