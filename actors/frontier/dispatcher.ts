@@ -7,6 +7,7 @@
  * Leasing is a conditional claim per domain, so even two dispatchers never hand out the same
  * domain; a job that is never answered comes back when its lease runs out.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { Service, ServiceState } from "../../cluster/service.ts";
@@ -30,6 +31,9 @@ export interface DispatcherCluster {
 
 /** Jobs published at once within a round. */
 const PUBLISH_PARALLEL = 64;
+/** Tries per job within a round, and the first pause between them (doubling). */
+const PUBLISH_ATTEMPTS = 3;
+const PUBLISH_RETRY_MS = 250;
 
 export class Dispatcher implements Service {
   readonly name: string;
@@ -118,8 +122,32 @@ export class Dispatcher implements Service {
         await this.#release(jobs.slice(i));
         break;
       }
+      const failed = await this.#publish(chunk);
+      published += chunk.length - failed.length;
+      if (failed.length > 0) {
+        // A publish that timed out may still have been stored. Releasing the lease would lease
+        // the domain again under a new job id and scan it twice; keeping it means the stored copy
+        // (if any) is answered on this lease, and an unstored job comes back when the lease ends.
+        this.#log.warn({ failed: failed.length }, "jobs not confirmed by JetStream; leases kept until they run out");
+      }
+    }
+    if (published > 0) {
+      instruments().jobsDispatched.add(published, { region: this.#region });
+      this.#log.debug({ published }, "dispatched");
+    }
+    return published;
+  }
+
+  /**
+   * Publishes jobs, retrying the unconfirmed ones under the same Nats-Msg-Id, so a copy the
+   * server stored before the ack was lost is dropped as a duplicate. Returns those never confirmed.
+   */
+  async #publish(jobs: readonly LeasedJob[]): Promise<LeasedJob[]> {
+    let pending = [...jobs];
+    for (let attempt = 0; pending.length > 0 && attempt < PUBLISH_ATTEMPTS; attempt++) {
+      if (attempt > 0) await delay(PUBLISH_RETRY_MS * 2 ** (attempt - 1));
       const results = await Promise.allSettled(
-        chunk.map(({ job, traceparent }) =>
+        pending.map(({ job, traceparent }) =>
           publishMessage(this.#js, {
             subject: subjects.jobs(this.#region),
             schema: "scan-job",
@@ -129,22 +157,11 @@ export class Dispatcher implements Service {
           }),
         ),
       );
-      const failed = chunk.filter((_, k) => results[k]!.status === "rejected");
-      published += chunk.length - failed.length;
-      if (failed.length > 0) {
-        const first = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
-        this.#log.warn(
-          { failed: failed.length, err: errorMessage(first.reason) },
-          "jobs not published; leases released",
-        );
-        await this.#release(failed);
-      }
+      const rejected = results.find((r) => r.status === "rejected");
+      if (rejected) this.#log.debug({ attempt, err: errorMessage(rejected.reason) }, "job publish failed");
+      pending = pending.filter((_, k) => results[k]!.status === "rejected");
     }
-    if (published > 0) {
-      instruments().jobsDispatched.add(published, { region: this.#region });
-      this.#log.debug({ published }, "dispatched");
-    }
-    return published;
+    return pending;
   }
 
   async #release(jobs: readonly LeasedJob[]): Promise<void> {

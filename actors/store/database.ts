@@ -12,6 +12,17 @@ export interface Collections {
   fonts: Collection<FontDoc>;
   licenses: Collection<LicenseDoc>;
   licenseDomains: Collection<LicenseDomainDoc>;
+  /** Per-IP politeness: the live leases on each IP address of a region. */
+  frontierHosts: Collection<HostDoc>;
+}
+
+/** The frontier's leases on one IP address (`_id`: `<region>|<ip>`), for per-IP politeness. */
+export interface HostDoc {
+  _id: string;
+  /** Domains leased on this address and when each lease runs out. */
+  leases: Array<{ d: string; until: Date }>;
+  /** When the last lease on this address started. */
+  lastAt: Date | null;
 }
 
 export interface Database {
@@ -34,10 +45,13 @@ export async function openDatabase(config: Config): Promise<Database> {
     fonts: db.collection<FontDoc>("fonts"),
     licenses: db.collection<LicenseDoc>("licenses"),
     licenseDomains: db.collection<LicenseDomainDoc>("license_domains"),
+    frontierHosts: db.collection<HostDoc>("frontier_hosts"),
   };
-  // "Due in region, soonest first": the dispatcher's only query. Leases reuse nextScanAt.
-  await collections.domains.createIndex({ region: 1, nextScanAt: 1 }, { name: "due_by_region" });
-  // The dispatcher's order: manual rescans, then priority, then soonest due, within a region.
+  // The dispatcher's query, `{region, nextScanAt <= now}` sorted `{manual: -1, priority: -1, nextScanAt: 1}`:
+  // on MongoDB an IXSCAN of this index gives the order without a SORT stage, and the nextScanAt
+  // bound is checked inside the index per (manual, priority) prefix, so the keys examined depend
+  // on the batch and the few priorities, not on how many domains wait. (A `{region, nextScanAt}`
+  // index would need a blocking SORT over every due domain.) FerretDB v1 uses no index for it.
   await collections.domains.createIndex(
     { region: 1, manual: -1, priority: -1, nextScanAt: 1 },
     { name: "due_by_priority" },

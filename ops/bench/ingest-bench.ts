@@ -152,6 +152,7 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
   const base = Date.now() - 86_400_000;
   let have = 0;
   const medians: number[] = [];
+  const idMedians: number[] = [];
   for (const size of sizes) {
     for (let i = have; i < size; i += 5_000) {
       const n = Math.min(5_000, size - i);
@@ -189,13 +190,56 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
     times.sort((a, b) => a - b);
     medians.push(times[3]!);
     table.push([`dispatch query @${size}`, `${times[3]!.toFixed(1)} ms median of 7`]);
+    // The cheapest read there is, one document by `_id`: does even that depend on the size?
+    const byId: number[] = [];
+    for (let r = 0; r < 7; r++) {
+      const t0 = performance.now();
+      await db.collections.domains.findOne({ _id: `d${Math.floor(Math.random() * size)}.example` });
+      byId.push(performance.now() - t0);
+    }
+    byId.sort((a, b) => a - b);
+    idMedians.push(byId[3]!);
+    table.push([`findOne by _id @${size}`, `${byId[3]!.toFixed(1)} ms median of 7`]);
   }
   results["dispatchMsSmall"] = medians[0]!;
   results["dispatchMsLarge"] = medians[1]!;
   results["dispatchRatio1MVs100k"] = medians[1]! / medians[0]!;
+  results["idLookupRatio1MVs100k"] = idMedians[1]! / idMedians[0]!;
   table.push(["dispatch ratio large/small", results["dispatchRatio1MVs100k"].toFixed(2)]);
+  table.push(["findOne by _id ratio large/small", results["idLookupRatio1MVs100k"].toFixed(2)]);
+  table.push(["due query plan", describePlan(await store.dueCursor("local", config.frontier.dispatchBatch).explain())]);
+  table.push([
+    "findOne by _id plan",
+    describePlan(await db.collections.domains.find({ _id: "d1.example" }).limit(1).explain()),
+  ]);
   await db.db.dropDatabase();
   await db.close();
+}
+
+/**
+ * One line from an explain: FerretDB v1 says what it pushed down to its backend and the backend's
+ * own plan (SQLite `SCAN` = the whole table); MongoDB names the winning plan's stages and index.
+ */
+function describePlan(plan: Record<string, unknown>): string {
+  const qp = (plan["queryPlanner"] ?? {}) as Record<string, unknown>;
+  const server = (plan["serverInfo"] ?? {}) as Record<string, unknown>;
+  if (typeof server["ferretdbVersion"] === "string") {
+    const backend = Array.isArray(qp["Plan"]) ? (qp["Plan"] as string[]).join("; ") : JSON.stringify(qp);
+    return (
+      `FerretDB ${server["ferretdbVersion"]}: filterPushdown=${String(plan["filterPushdown"])} ` +
+      `sortPushdown=${String(plan["sortPushdown"])} limitPushdown=${String(plan["limitPushdown"])}; ` +
+      `backend plan: ${backend}`
+    );
+  }
+  const stages: string[] = [];
+  for (let s = qp["winningPlan"] as Record<string, unknown> | undefined; s;) {
+    const index = typeof s["indexName"] === "string" ? `(${s["indexName"]})` : "";
+    stages.push(`${String(s["stage"])}${index}`);
+    s = (s["inputStage"] ?? (s["queryPlan"] as Record<string, unknown> | undefined)?.["inputStage"]) as
+      Record<string, unknown> | undefined;
+  }
+  const version = typeof server["version"] === "string" ? server["version"] : "";
+  return `MongoDB ${version}: ${stages.join(" <- ")}`;
 }
 
 await main();
