@@ -11,6 +11,7 @@
  */
 import { Cluster } from "puppeteer-cluster";
 import puppeteerCore, { type Page } from "puppeteer-core";
+import { EgressProxy, type EgressProxyOptions } from "./egress-proxy.ts";
 
 export type BrowserPoolOptions = {
   executablePath: string;
@@ -20,6 +21,12 @@ export type BrowserPoolOptions = {
   pageTimeoutMs: number;
   /** Passed as --host-resolver-rules, e.g. "MAP *.test 127.0.0.1" for local corpora. */
   hostResolverRules?: string;
+  /**
+   * Route all of Chromium's traffic through the SSRF-guarded egress proxy (egress-proxy.ts):
+   * every request and redirect hop of every page is checked, and connects to the checked address.
+   * Production always sets it; without it the browser reaches whatever its pages name.
+   */
+  egress?: EgressProxyOptions;
 };
 
 export type PageTask<T> = (page: Page, url: string) => Promise<T>;
@@ -42,6 +49,9 @@ const GUARD_HEADROOM_MS = 10_000;
 const CRASH_MESSAGE =
   /target closed|session closed|connection closed|page crashed|frame was detached|browser has disconnected|unable to (get browser page|restart chrome)|websocket is not open/i;
 
+/** A page target gone before the task could attach to it (Target.attachToTarget). */
+const STALE_TARGET = /No target with given id found/;
+
 type ClusterOf = Cluster<string, unknown>;
 
 export class BrowserPool {
@@ -49,6 +59,7 @@ export class BrowserPool {
   readonly jobTimeoutMs: number;
   readonly #opts: BrowserPoolOptions;
   #cluster: ClusterOf | null = null;
+  #proxy: EgressProxy | null = null;
   /** Set when puppeteer-cluster failed internally (Chromium could not be relaunched). */
   #broken: Error | null = null;
   #recovering: Promise<void> | null = null;
@@ -63,7 +74,13 @@ export class BrowserPool {
 
   static async launch(opts: BrowserPoolOptions): Promise<BrowserPool> {
     const pool = new BrowserPool(opts);
-    pool.#cluster = await pool.#launchCluster();
+    if (opts.egress) pool.#proxy = await EgressProxy.start(opts.egress);
+    try {
+      pool.#cluster = await pool.#launchCluster();
+    } catch (err) {
+      await pool.#proxy?.close();
+      throw err;
+    }
     return pool;
   }
 
@@ -72,6 +89,17 @@ export class BrowserPool {
    * browser or renderer dies, JobTimeoutError when the job exceeds its budget, or the task's error.
    */
   async run<T>(url: string, task: PageTask<T>): Promise<T> {
+    try {
+      return await this.#runOnce(url, task);
+    } catch (err) {
+      // Under heavy load Chromium can drop a fresh page before the task attaches to it; the site
+      // did nothing yet, so the job gets one more fresh page.
+      if (!(err instanceof Error) || !STALE_TARGET.test(err.message)) throw err;
+      return await this.#runOnce(url, task);
+    }
+  }
+
+  async #runOnce<T>(url: string, task: PageTask<T>): Promise<T> {
     if (this.#closing) throw new Error("browser pool is closed");
     if (this.#broken || !this.#cluster) await this.#recover();
     const cluster = this.#cluster!;
@@ -94,11 +122,22 @@ export class BrowserPool {
     }
   }
 
+  /** Why the egress proxy refused this URL (or its host) recently; null without a proxy or refusal. */
+  refusalFor(url: string): string | null {
+    return this.#proxy?.refusalFor(url) ?? null;
+  }
+
+  /** Whether pages reach the network only through the SSRF-guarded egress proxy. */
+  get guarded(): boolean {
+    return this.#proxy !== null;
+  }
+
   /** Closes the browser; safe to call more than once. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#recovering?.catch(() => undefined);
-      await this.#cluster?.close();
+      await this.#cluster?.close().catch(() => undefined);
+      await this.#proxy?.close();
     })().catch(() => undefined);
     return this.#closing;
   }
@@ -110,6 +149,12 @@ export class BrowserPool {
     // Chromium refuses to start its sandbox as root; elsewhere keep the sandbox.
     if (process.getuid?.() === 0) args.push("--no-sandbox");
     if (hostResolverRules) args.push(`--host-resolver-rules=${hostResolverRules}`);
+    if (this.#proxy) {
+      // Loopback too goes through the proxy (Chromium bypasses it by default), and WebRTC may not
+      // send UDP around it; the proxy then is the only route out of every page.
+      args.push(`--proxy-server=${this.#proxy.url}`, "--proxy-bypass-list=<-loopback>");
+      args.push("--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--dns-prefetch-disable");
+    }
     const cluster = (await Cluster.launch({
       // Without this, puppeteer-cluster require()s the full `puppeteer` and its downloaded Chrome.
       puppeteer: puppeteerCore,

@@ -3,13 +3,40 @@
  * FontFaceSet and CSS @font-face rules, joined into declared/used faces. Navigation errors are
  * thrown as-is for scan-site to classify; everything after navigation degrades instead of failing.
  */
-import type { HTTPResponse, Page } from "puppeteer-core";
+import type { CDPSession, HTTPResponse, Page } from "puppeteer-core";
 import type { FontFace, FontFile } from "../../protocol/messages.ts";
 import { readFontMetadata, sha256Hex, sniffFontFormat } from "./font-metadata.ts";
 import { fontProvider, stylesheetProvider, type ProviderId } from "./providers.ts";
+import { armPageGuards, type Blocked, type PageGuards } from "./page-guards.ts";
+import {
+  applyRendering,
+  sampleRenderedFonts,
+  watchPlatformFaces,
+  type PlatformFaces,
+  type RenderedFont,
+} from "./rendered-fonts.ts";
+import { MAX_PAGE_LINKS, pageLinks } from "./same-site.ts";
+import { withSpan, withSyncSpan } from "../../cluster/telemetry.ts";
 
-export type ExtractOptions = { maxFontBytes: number; navigationTimeoutMs: number; settleMs: number };
-export type PageExtraction = { httpStatus: number | null; finalUrl: string; faces: FontFace[]; files: FontFile[] };
+export type ExtractOptions = {
+  maxFontBytes: number;
+  navigationTimeoutMs: number;
+  settleMs: number;
+  /** The egress proxy's reason for refusing a URL (BrowserPool.refusalFor), to record blocked requests. */
+  refusalFor?: (url: string) => string | null;
+};
+export type PageExtraction = {
+  httpStatus: number | null;
+  finalUrl: string;
+  faces: FontFace[];
+  files: FontFile[];
+  /** Requests the egress proxy refused (SSRF guard, size cap), with the reason (page-guards.ts). */
+  blocked?: Blocked[];
+  /** Fonts that rendered the sampled text (rendered-fonts.ts); absent when they could not be read. */
+  renderedFonts?: RenderedFont[];
+  /** The document's http(s) links, for same-site pages (same-site.ts). */
+  links?: string[];
+};
 
 /** Blocked inside Chromium via CDP (cheaper than request interception). Never fonts or CSS. */
 const BLOCKED_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp", "avif", "bmp", "ico", "svg", "mp4", "webm", "mp3"];
@@ -44,8 +71,14 @@ export async function extractFonts(page: Page, url: string, opts: ExtractOptions
   const capturing = await startCapture(page, opts);
   try {
     const deadline = Date.now() + opts.navigationTimeoutMs;
-    const response = await page.goto(url, { waitUntil: "domcontentloaded", timeout: opts.navigationTimeoutMs });
-    return await capturing.collect(response?.status() ?? null, deadline);
+    const response = await withSpan("load page", { "url.full": url }, () =>
+      page.goto(url, { waitUntil: "domcontentloaded", timeout: opts.navigationTimeoutMs }),
+    ).catch((err: unknown) => {
+      capturing.throwIfRefused(); // a refused navigation says why, not just ERR_TUNNEL_CONNECTION_FAILED
+      throw err;
+    });
+    capturing.throwIfRefused();
+    return await withSpan("extract fonts", {}, () => capturing.collect(response?.status() ?? null, deadline));
   } finally {
     capturing.stop();
   }
@@ -54,6 +87,8 @@ export async function extractFonts(page: Page, url: string, opts: ExtractOptions
 /** A capture armed on a page before its navigation; `collect` settles the page and reads its fonts. */
 export type Capturing = {
   collect(httpStatus: number | null, deadline: number): Promise<PageExtraction>;
+  /** Throws RefusedError when the egress proxy refused a navigation of the main frame. */
+  throwIfRefused(): void;
   stop(): void;
 };
 
@@ -69,27 +104,45 @@ export async function startCapture(page: Page, opts: ExtractOptions): Promise<Ca
     state.pending.push(capture(resp, state).catch(() => undefined));
   };
   page.on("response", onResponse);
-  const stop = (): void => void page.off("response", onResponse);
+  const stops: Array<() => void> = [() => void page.off("response", onResponse)];
+  const stop = (): void => stops.forEach((s) => s());
+  let cdp: CDPSession;
+  let guards: PageGuards;
+  let platform: PlatformFaces;
   try {
-    const cdp = await page.createCDPSession();
+    cdp = await page.createCDPSession();
     await cdp.send("Network.enable");
     await cdp.send("Network.setBlockedURLs", {
       urlPatterns: BLOCKED_EXTENSIONS.map((ext) => ({ urlPattern: `*://*:*/*.${ext}`, block: true })),
     });
+    guards = await armPageGuards(page, cdp, opts.refusalFor);
+    stops.push(() => guards.stop());
+    platform = await watchPlatformFaces(cdp);
+    stops.push(() => platform.stop());
     await page.evaluateOnNewDocument(installFontFaceHook);
   } catch (err) {
     stop();
     throw err;
   }
+  const session = cdp;
   return {
     stop,
+    throwIfRefused: () => guards.throwIfRefused(),
     async collect(httpStatus, deadline) {
       const inventory = await settleAndCollect(page, deadline, opts.settleMs, state);
+      guards.throwIfRefused(); // a script navigated the page to a refused address
+      // Degrades: a page that cannot be sampled (wedged, navigating) keeps its loaded faces as used.
+      const sampled = await withTimeout(sampleRenderedFonts(page, session), BODY_WAIT_MS, "rendered fonts").catch(
+        () => null,
+      );
+      const links = await withTimeout(page.evaluate(pageLinks, MAX_PAGE_LINKS), BODY_WAIT_MS, "links").catch(() => []);
       await drain(state); // a face that finished loading during the inventory has its body in flight
       const finalUrl = page.url();
       const faces = joinFaces(inventory, state, finalUrl);
-      const files = toFiles(state.captured, opts.maxFontBytes, finalUrl, faces);
-      return { httpStatus, finalUrl, faces, files };
+      const files = parseFontsSpan(state.captured, () => toFiles(state.captured, opts.maxFontBytes, finalUrl, faces));
+      if (sampled) applyRendering(faces, files, platform.faces, sampled);
+      const rendered = sampled ? { renderedFonts: sampled.fonts } : {};
+      return { httpStatus, finalUrl, faces, files, blocked: guards.blocked, ...rendered, links };
     },
   };
 }
@@ -117,6 +170,15 @@ async function capture(resp: HTTPResponse, state: State): Promise<void> {
   if (scripted && !sniffFontFormat(body)) return;
   const via = url.startsWith("data:") ? "data-uri" : scripted ? "script-fetch" : "font-request";
   state.captured.push({ urls, url, body, contentType, via });
+}
+
+/** Font parsing (hash, name table, provider) of a page's captured files, in a `parse fonts` span. */
+export function parseFontsSpan(captured: readonly Captured[], parse: () => FontFile[]): FontFile[] {
+  return withSyncSpan("parse fonts", { "glyphscan.fonts.captured": captured.length }, (span) => {
+    const files = parse();
+    span?.setAttribute("glyphscan.fonts.files", files.length);
+    return files;
+  });
 }
 
 /**

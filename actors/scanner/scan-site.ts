@@ -5,8 +5,11 @@
 import { scanReportV1, type FailureKind, type ScanReport } from "../../protocol/messages.ts";
 import { BrowserCrashError, JobTimeoutError, type BrowserPool } from "./browser-pool.ts";
 import { extractFonts, type PageExtraction } from "./extract-fonts.ts";
-import { resolvePublicAddress } from "./ssrf.ts";
+import { RefusedError } from "./page-guards.ts";
+import { mergePages, sameSitePages } from "./same-site.ts";
+import { resolvePublicAddress, type AddressPolicy } from "./ssrf.ts";
 import { staticScan } from "./static-path.ts";
+import { withSpan } from "../../cluster/telemetry.ts";
 
 export type ScanSiteOptions = {
   allowHosts: string[];
@@ -24,23 +27,33 @@ export type ScanSiteOptions = {
   fastPathTimeoutMs?: number;
   /** Called with the reason whenever the fast path hands a page to the browser. */
   onEscalate?: (reason: string) => void;
+  /** Same-site pages linked from the landing page that are scanned too (scanner.extraPages); default 0. */
+  extraPages?: number;
 };
 
 type Failure = { kind: FailureKind; message: string };
 
 export async function scanSite(pool: BrowserPool, target: { url: string }, opts: ScanSiteOptions): Promise<ScanReport> {
   const startedAt = new Date().toISOString();
-  const finish = (failure: Failure | null, page?: PageExtraction, path: ScanReport["path"] = "browser"): ScanReport =>
-    validated({
+  const finish = (failure: Failure | null, pages: Scanned[] = [], path: ScanReport["path"] = "browser"): ScanReport => {
+    const merged = mergePages(pages.flatMap((p) => (p.page ? [p.page] : [])));
+    return validated({
       status: failure ? "failed" : "ok",
       failure,
       path,
-      pages: page ? [{ url: target.url, finalUrl: page.finalUrl, httpStatus: page.httpStatus }] : [],
-      faces: page?.faces ?? [],
-      files: page?.files ?? [],
+      pages: pages.flatMap((p) =>
+        p.page ? [{ url: p.url, finalUrl: p.page.finalUrl, httpStatus: p.page.httpStatus }] : [],
+      ),
+      faces: merged.faces,
+      files: merged.files,
+      ...(merged.blocked && merged.blocked.length > 0 ? { blocked: merged.blocked } : {}),
+      ...(merged.renderedFonts ? { renderedFonts: merged.renderedFonts } : {}),
+      // The landing host's address from the SSRF check: the frontier's per-IP politeness.
+      ...(pages[0]?.address ? { address: pages[0].address } : {}),
       startedAt,
       finishedAt: new Date().toISOString(),
     });
+  };
   const policy = { allowHosts: opts.allowHosts, hostMap: opts.hostMap ?? {} };
 
   let url: URL;
@@ -49,17 +62,51 @@ export async function scanSite(pool: BrowserPool, target: { url: string }, opts:
   } catch {
     return finish({ kind: "navigation", message: `invalid URL: ${target.url}` });
   }
+  const landing = await scanPage(pool, url.href, opts, policy);
+  const pages: Scanned[] = [{ url: target.url, ...landing }];
+  if (landing.failure) return finish(landing.failure, pages, landing.path);
+
+  // A few same-site pages the landing page links to; their failures do not fail the site.
+  for (const extra of sameSitePages(landing.page!.finalUrl, landing.page!.links ?? [], opts.extraPages ?? 0)) {
+    const scanned = await scanPage(pool, extra, opts, policy);
+    if (scanned.page && !scanned.failure) pages.push({ url: extra, ...scanned });
+  }
+  return finish(null, pages, landing.path);
+}
+
+type Scanned = { url: string; page?: PageExtraction; failure?: Failure; path: ScanReport["path"]; address?: string };
+
+/** One page: SSRF check, static fast path or the browser, redirect check. Never throws. */
+async function scanPage(
+  pool: BrowserPool,
+  href: string,
+  opts: ScanSiteOptions,
+  policy: AddressPolicy,
+): Promise<Omit<Scanned, "url">> {
+  let address: string | undefined = undefined;
+  const fail = (failure: Failure, page?: PageExtraction, path: ScanReport["path"] = "browser") => ({
+    failure,
+    path,
+    ...(page ? { page } : {}),
+    ...(address ? { address } : {}),
+  });
+  const url = new URL(href);
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return finish({ kind: "blocked-address", message: `scheme ${url.protocol} is not scanned` });
+    return fail({ kind: "blocked-address", message: `scheme ${url.protocol} is not scanned` });
   }
   const check = await resolvePublicAddress(url.hostname, policy);
   if (!check.ok)
-    return finish({ kind: check.reason.startsWith("dns:") ? "dns" : "blocked-address", message: check.reason });
+    return fail({ kind: check.reason.startsWith("dns:") ? "dns" : "blocked-address", message: check.reason });
+  address = check.address;
 
   if (opts.fastPath) {
     const timeoutMs = Math.min(opts.fastPathTimeoutMs ?? 5_000, opts.navigationTimeoutMs);
-    const quick = await staticScan(url.href, { policy, maxFontBytes: opts.maxFontBytes, timeoutMs });
-    if (quick.answered) return finish(null, quick.page, "static");
+    const quick = await withSpan("static scan", { "url.full": href }, async (span) => {
+      const outcome = await staticScan(href, { policy, maxFontBytes: opts.maxFontBytes, timeoutMs });
+      span?.setAttribute("glyphscan.static.answered", outcome.answered);
+      return outcome;
+    });
+    if (quick.answered) return { page: quick.page, path: "static", address };
     opts.onEscalate?.(quick.reason);
   }
 
@@ -69,29 +116,31 @@ export async function scanSite(pool: BrowserPool, target: { url: string }, opts:
       maxFontBytes: opts.maxFontBytes,
       navigationTimeoutMs: Math.min(opts.navigationTimeoutMs, pool.pageTimeoutMs),
       settleMs: opts.settleMs,
+      refusalFor: (u: string) => pool.refusalFor(u),
     };
     page = await pool.run(url.href, (p) => extractFonts(p, url.href, extractOpts));
   } catch (err) {
-    return finish(classify(err));
+    return fail(classify(err));
   }
 
-  // Redirects are followed inside Chromium, so the landing host is checked after the fact; what
-  // a refused host served is dropped rather than reported.
+  // Redirects are followed inside Chromium, so the landing host is checked after the fact (the
+  // egress proxy, when the pool has one, has refused every hop already); what a refused host
+  // served is dropped rather than reported.
   const final = URL.canParse(page.finalUrl) ? new URL(page.finalUrl) : null;
   if (!final || (final.protocol !== "http:" && final.protocol !== "https:")) {
-    return finish({ kind: "navigation", message: `landed on ${page.finalUrl}` });
+    return fail({ kind: "navigation", message: `landed on ${page.finalUrl}` });
   }
   if (final.hostname !== url.hostname) {
     const landed = await resolvePublicAddress(final.hostname, policy);
     if (!landed.ok) {
       const message = `redirected to ${final.host}: ${landed.reason}`;
-      return finish({ kind: "blocked-address", message }, { ...page, faces: [], files: [] });
+      return fail({ kind: "blocked-address", message }, { ...page, faces: [], files: [] });
     }
   }
   if (page.httpStatus !== null && page.httpStatus >= 400) {
-    return finish({ kind: "http-status", message: `landing page answered HTTP ${page.httpStatus}` }, page);
+    return fail({ kind: "http-status", message: `landing page answered HTTP ${page.httpStatus}` }, page);
   }
-  return finish(null, page);
+  return { page, path: "browser", address };
 }
 
 /** Maps a navigation or browser error to the protocol's failure kinds. */
@@ -99,6 +148,13 @@ export function classify(err: unknown): Failure {
   const message = err instanceof Error ? err.message : String(err);
   const kind = ((): FailureKind => {
     if (err instanceof BrowserCrashError) return "browser-crash";
+    if (err instanceof RefusedError) {
+      return err.reason.startsWith("dns:")
+        ? "dns"
+        : err.reason.startsWith("connect:")
+          ? "navigation"
+          : "blocked-address";
+    }
     if (err instanceof JobTimeoutError || (err instanceof Error && err.name === "TimeoutError")) return "timeout";
     if (/net::ERR_NAME_NOT_RESOLVED|net::ERR_NAME_RESOLUTION_FAILED/.test(message)) return "dns";
     if (/net::ERR_(CERT_|SSL_|BAD_SSL_)/.test(message)) return "tls";

@@ -9,6 +9,7 @@ import type { Config } from "../../config/mod.ts";
 import { consumers, msgIds, streams, subjects } from "../../protocol/mod.ts";
 import { instruments } from "../../cluster/metrics.ts";
 import { withSpan } from "../../cluster/telemetry.ts";
+import { context } from "@opentelemetry/api";
 import type { BrowserPool } from "./browser-pool.ts";
 import { scanSite } from "./scan-site.ts";
 
@@ -24,7 +25,11 @@ function tracedPool(pool: BrowserPool): BrowserPool {
     get(target, key) {
       if (key === "run") {
         const run: BrowserPool["run"] = (url, fn) =>
-          withSpan("render page", { "url.full": url }, () => target.run(url, fn));
+          withSpan("render page", { "url.full": url }, () => {
+            // The pool may run the task from its own queue: keep it under this span either way.
+            const ctx = context.active();
+            return target.run(url, (page, u) => context.with(ctx, () => fn(page, u)));
+          });
         return run;
       }
       const value: unknown = Reflect.get(target, key, target);
@@ -60,6 +65,7 @@ export function scannerActor(config: Config, pool: BrowserPool): ActorDefinition
             navigationTimeoutMs: scanner.navigationTimeoutMs,
             settleMs: scanner.settleMs,
             fastPath: scanner.fastPath,
+            extraPages: scanner.extraPages,
           },
         ).then((r) => {
           span?.setAttributes({

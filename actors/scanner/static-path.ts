@@ -8,7 +8,7 @@
  */
 import type { FontFace } from "../../protocol/messages.ts";
 import { parseCss, splitTopLevel, type CssFace, type CssRule } from "./css-scan.ts";
-import { descriptors, srcUrls, toFiles, type Captured, type PageExtraction } from "./extract-fonts.ts";
+import { descriptors, parseFontsSpan, srcUrls, toFiles, type Captured, type PageExtraction } from "./extract-fonts.ts";
 import { sha256Hex, sniffFontFormat } from "./font-metadata.ts";
 import { fetchPinned, FetchError, type FetchOptions } from "./http-fetch.ts";
 import { fontProvider, stylesheetProvider, type ProviderId } from "./providers.ts";
@@ -87,6 +87,8 @@ type Html = {
   classes: Set<string>;
   ids: Set<string>;
   text: string;
+  /** <a href> targets, absolute, for same-site pages. */
+  links: string[];
 };
 
 async function scan(url: string, opts: StaticOptions): Promise<PageExtraction> {
@@ -175,8 +177,8 @@ async function scan(url: string, opts: StaticOptions): Promise<PageExtraction> {
       provider: first === undefined ? fromSheet : fontProvider(first, pageUrl, fromSheet),
     };
   });
-  const files = toFiles(captured, opts.maxFontBytes, pageUrl, faces);
-  return { httpStatus: page.status, finalUrl: pageUrl, faces, files };
+  const files = parseFontsSpan(captured, () => toFiles(captured, opts.maxFontBytes, pageUrl, faces));
+  return { httpStatus: page.status, finalUrl: pageUrl, faces, files, links: html.links };
 }
 
 type CapturedWithSha = Captured & { sha256: string };
@@ -231,6 +233,7 @@ function readHtml(source: string, pageUrl: string): Html {
   const tags = new Set(["html", "body"]);
   const classes = new Set<string>();
   const ids = new Set<string>();
+  const links: string[] = [];
   for (const m of doc.matchAll(/<([a-z][a-z0-9-]*)\b([^>]*)>/gi)) {
     const tag = m[1]!.toLowerCase();
     const attrs = attributes(m[2] ?? "");
@@ -238,6 +241,9 @@ function readHtml(source: string, pageUrl: string): Html {
     for (const c of (attrs.class ?? "").split(/\s+/)) if (c) classes.add(c);
     if (attrs.id) ids.add(attrs.id);
     if (attrs.style) styleAttrs.push(attrs.style);
+    if (tag === "a" && attrs.href !== undefined && links.length < 200 && URL.canParse(attrs.href.trim(), pageUrl)) {
+      links.push(new URL(attrs.href.trim(), pageUrl).href);
+    }
     if (tag !== "link" || attrs.href === undefined) continue;
     const rel = (attrs.rel ?? "").toLowerCase().split(/\s+/);
     if (rel.includes("stylesheet") && !rel.includes("alternate") && attrs.disabled === undefined) {
@@ -248,7 +254,7 @@ function readHtml(source: string, pageUrl: string): Html {
   }
   const body = /<body\b[^>]*>([\s\S]*)$/i.exec(doc)?.[1] ?? doc.replace(/<head\b[\s\S]*?<\/head\s*>/i, " ");
   const text = decodeEntities(body.replace(/<[^>]*>/g, " "));
-  return { inlineSheets, sheetLinks, fontPreloads, styleAttrs, tags, classes, ids, text };
+  return { inlineSheets, sheetLinks, fontPreloads, styleAttrs, tags, classes, ids, text, links };
 }
 
 function attributes(source: string): Record<string, string> {

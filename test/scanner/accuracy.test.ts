@@ -58,6 +58,7 @@ test("used font files: recall ≥ 0.98 over the corpus, precision reported", (t)
       `families used recall ${s.familyRecall.toFixed(3)} precision ${s.familyPrecision.toFixed(3)}; ` +
       `declared-only told apart ${s.declaredOnlyRecall.toFixed(3)}; exact sites ${s.exactSites}/${s.sites}`,
   );
+  for (const [domain, r] of reports) if (r.failure) t.log(`${domain}: ${r.failure.kind}: ${r.failure.message}`);
   t.is(s.failedSites, 0);
   t.true(s.fileRecall >= 0.98, `file recall ${s.fileRecall}`);
   t.true(s.filePrecision >= 0.98, `file precision ${s.filePrecision}`);
