@@ -1,7 +1,8 @@
 /**
  * Bearer tokens of the write routes: a JWT signed with the configured HS256 secret or a key of the
  * configured JWKS, whose issuer, audience and expiry are checked. Scopes come from the `scope`
- * claim (space-separated, as in OAuth 2) or a `scopes` array.
+ * claim (space-separated, as in OAuth 2) or a `scopes` array. A valid token also names the client
+ * for rate limiting (`client_id`, else `sub`).
  */
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import type { Config } from "../../config/mod.ts";
@@ -19,35 +20,67 @@ const scopesOf = (payload: JWTPayload): string[] => {
   return out;
 };
 
-export function createAuthenticator(config: Config): Authenticator {
+/** The client a verified token names: its `client_id` claim, else its subject. */
+const clientOf = (payload: JWTPayload): string | null =>
+  typeof payload["client_id"] === "string" && payload["client_id"] !== ""
+    ? payload["client_id"]
+    : (payload.sub ?? null);
+
+/** Who sent a request, by its bearer token: the client of a valid token, else null (no token, or not valid). */
+export type ClientIdentifier = (authorization: string | undefined) => Promise<string | null>;
+
+type Verified = { ok: true; payload: JWTPayload } | { ok: false; status: 401; error: string; message: string };
+
+function createVerifier(config: Config): (authorization: string | undefined) => Promise<Verified> {
   const { jwtSecret, jwksUrl, jwtIssuer, jwtAudience } = config.api;
   const key: Uint8Array | JWTVerifyGetKey | null = jwksUrl
     ? createRemoteJWKSet(new URL(jwksUrl))
     : jwtSecret
       ? new TextEncoder().encode(jwtSecret)
       : null;
-  const unauthorized = (message: string): AuthOutcome => ({ ok: false, status: 401, error: "unauthorized", message });
-  return async (authorization, scope) => {
+  const unauthorized = (message: string): Verified => ({ ok: false, status: 401, error: "unauthorized", message });
+  return async (authorization) => {
     const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? "");
     if (!match?.[1]) return unauthorized("a bearer token is required");
     if (!key) return unauthorized("no token verification key is configured (api.jwtSecret or api.jwksUrl)");
-    let payload: JWTPayload;
     try {
       const opts = { issuer: jwtIssuer, audience: jwtAudience, requiredClaims: ["exp"] };
       // Two calls so each overload of jwtVerify sees one key type.
-      payload =
+      const payload =
         key instanceof Uint8Array
           ? (await jwtVerify(match[1], key, { ...opts, algorithms: ["HS256"] })).payload
           : (await jwtVerify(match[1], key, opts)).payload;
+      return { ok: true, payload };
     } catch (err) {
       if (err instanceof errors.JWTExpired) return unauthorized("the token has expired");
       if (err instanceof errors.JWTClaimValidationFailed)
         return unauthorized(`the token's ${err.claim} is not accepted`);
       return unauthorized("the token is not valid");
     }
-    const scopes = scopesOf(payload);
+  };
+}
+
+export function createAuthenticator(config: Config): Authenticator {
+  const verify = createVerifier(config);
+  return async (authorization, scope) => {
+    const v = await verify(authorization);
+    if (!v.ok) return v;
+    const scopes = scopesOf(v.payload);
     if (!scopes.includes(scope))
       return { ok: false, status: 403, error: "forbidden", message: `the token lacks the '${scope}' scope` };
-    return { ok: true, subject: payload.sub ?? null, scopes };
+    return { ok: true, subject: v.payload.sub ?? null, scopes };
+  };
+}
+
+/**
+ * The client behind a request for rate limiting: only a token that verifies names a client (a
+ * forged one cannot pick another client's budget, nor escape its address's); no scope is needed.
+ */
+export function createClientIdentifier(config: Config): ClientIdentifier {
+  const verify = createVerifier(config);
+  return async (authorization) => {
+    if (authorization === undefined) return null;
+    const v = await verify(authorization);
+    return v.ok ? clientOf(v.payload) : null;
   };
 }

@@ -23,6 +23,14 @@ const queryParams = Object.entries(z.toJSONSchema(scansQuery, { io: "input" }).p
   }),
 );
 const anyObject = { "application/json": { schema: { type: "object" } } };
+const rateLimited = {
+  description: "Over the client's request limit (per token client, else per address)",
+  headers: {
+    "Retry-After": { description: "Seconds until the window resets", schema: { type: "integer", minimum: 0 } },
+    "X-RateLimit-Limit": { description: "Requests allowed per window", schema: { type: "integer" } },
+  },
+  content: json(errorBody),
+};
 
 export function openApiDocument(opts: { maxBatchUrls: number }): Record<string, unknown> {
   return {
@@ -44,6 +52,7 @@ export function openApiDocument(opts: { maxBatchUrls: number }): Record<string, 
             "200": { description: "The domain and its latest scan (null before the first)", content: anyObject },
             "400": error("Not a domain that can be scanned"),
             "404": error("The domain is not known"),
+            "429": rateLimited,
           },
         },
       },
@@ -58,6 +67,7 @@ export function openApiDocument(opts: { maxBatchUrls: number }): Record<string, 
             },
             "400": error("Bad domain, limit or cursor"),
             "404": error("The domain is not known"),
+            "429": rateLimited,
           },
         },
       },
@@ -77,6 +87,7 @@ export function openApiDocument(opts: { maxBatchUrls: number }): Record<string, 
           responses: {
             "200": { description: "What is known (known: false when nothing)", content: anyObject },
             "400": error("Not a URL that could be scanned"),
+            "429": rateLimited,
           },
         },
       },
@@ -92,6 +103,7 @@ export function openApiDocument(opts: { maxBatchUrls: number }): Record<string, 
             "403": error("Token lacks the `submit` scope"),
             "404": error("The domain is not known"),
             "409": error("A scan of the domain is under way"),
+            "429": rateLimited,
           },
         },
       },
@@ -106,6 +118,7 @@ export function openApiDocument(opts: { maxBatchUrls: number }): Record<string, 
             "403": error("Token lacks the `submit` scope"),
             "413": error(`More than ${opts.maxBatchUrls} URLs`),
             "422": error("The body does not match the schema"),
+            "429": rateLimited,
           },
         },
       },
@@ -122,7 +135,10 @@ export function openApiDocument(opts: { maxBatchUrls: number }): Record<string, 
         },
       },
       "/openapi.json": {
-        get: { summary: "This document", responses: { "200": { description: "OpenAPI 3.1", content: anyObject } } },
+        get: {
+          summary: "This document",
+          responses: { "200": { description: "OpenAPI 3.1", content: anyObject }, "429": rateLimited },
+        },
       },
     },
   };

@@ -4,8 +4,9 @@ import type { Filter } from "mongodb";
 import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
 import type { Database } from "../store/database.ts";
-import { readLatestScan } from "../store/latest-scan.ts";
+import { readLatestScan, type LatestScan } from "../store/latest-scan.ts";
 import type { DomainDoc, ScanDoc } from "../store/documents.ts";
+import type { LookupCache } from "./lookup-cache.ts";
 import { domainParam, scansQuery } from "./schemas.ts";
 
 /** The registrable domain of a path parameter, or null when it is not a host name we would scan. */
@@ -64,13 +65,18 @@ function decodeCursor(raw: string): { at: Date; id: string } | null {
   return null;
 }
 
-export function domainRoutes(app: FastifyInstance, config: Config, db: Database): void {
+export function domainRoutes(
+  app: FastifyInstance,
+  config: Config,
+  db: Database,
+  cache: LookupCache<LatestScan | null>,
+): void {
   const { domains, scans } = db.collections;
 
   app.get<{ Params: { domain: string } }>("/v1/domains/:domain", async (req, reply) => {
     const id = registrableDomain(req.params.domain, config);
     if (!id) return badRequest(reply, `${JSON.stringify(req.params.domain)} is not a domain that can be scanned`);
-    const latest = await readLatestScan(db.collections, id);
+    const latest = await cache.get(id, () => readLatestScan(db.collections, id));
     if (!latest) return notFound(reply, id);
     const { domain: d, scan } = latest;
     const byHash = new Map(latest.fonts.map((f) => [f._id, f]));

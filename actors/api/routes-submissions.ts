@@ -68,7 +68,13 @@ export function submissionRoutes(
  * POST /v1/domains/{domain}/rescan: makes a known domain due now, ahead of every priority (the
  * frontier's requestRescan); 409 while a live lease holds it, as its scan is already under way.
  */
-export function rescanRoutes(app: FastifyInstance, config: Config, db: Database, auth: Authenticator): void {
+export function rescanRoutes(
+  app: FastifyInstance,
+  config: Config,
+  db: Database,
+  auth: Authenticator,
+  onChange: (domain: string) => void = () => undefined,
+): void {
   const store = new DomainStore(db.collections, config.frontier);
   app.post<{ Params: { domain: string } }>("/v1/domains/:domain/rescan", async (req, reply) => {
     const who = await auth(req.headers.authorization, SUBMIT_SCOPE);
@@ -83,6 +89,7 @@ export function rescanRoutes(app: FastifyInstance, config: Config, db: Database,
     if (outcome === "unknown") return reply.code(404).send({ error: "not-found", message: `${id} is not known` });
     if (outcome === "leased")
       return reply.code(409).send({ error: "scan-in-progress", message: `${id} is being scanned now` });
+    onChange(id);
     req.log.info({ subject: who.subject, domain: id }, "rescan requested");
     return reply.code(202).send({ domain: id, status: "requested" });
   });

@@ -8,6 +8,8 @@ import type { FastifyInstance } from "fastify";
 import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
 import type { Database } from "../store/database.ts";
+import type { DomainDoc } from "../store/documents.ts";
+import type { LookupCache } from "./lookup-cache.ts";
 import { badRequest } from "./routes-domains.ts";
 
 /** The URL without its fragment, with WHATWG normalisation (lower-case host, punycode, default port dropped). */
@@ -23,7 +25,12 @@ export function normalisedUrl(hostPort: string, pathAndQuery: string): URL | nul
   }
 }
 
-export function urlInfoRoutes(app: FastifyInstance, config: Config, db: Database): void {
+export function urlInfoRoutes(
+  app: FastifyInstance,
+  config: Config,
+  db: Database,
+  cache: LookupCache<DomainDoc | null>,
+): void {
   const prefix = "/urlinfo/1/";
   app.get("/urlinfo/1/*", async (req, reply) => {
     // The raw path keeps the query string and the percent-escapes the router would have decoded.
@@ -36,7 +43,7 @@ export function urlInfoRoutes(app: FastifyInstance, config: Config, db: Database
     const n = normaliseSubmission(url.href, { allowHosts: config.coordinator.allowHosts });
     if (!n.ok) return badRequest(reply, `${n.code}: ${n.reason}`);
     const urlSha256 = createHash("sha256").update(url.href).digest("hex");
-    const d = await db.collections.domains.findOne({ _id: n.domain });
+    const d = await cache.get(n.domain, () => db.collections.domains.findOne({ _id: n.domain }));
     return {
       url: url.href,
       urlSha256,

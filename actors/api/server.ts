@@ -6,12 +6,18 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { connectNats, createLogger, type Logger, type NatsHandles } from "../../cluster/mod.ts";
+import { withHttpServerSpan } from "../../cluster/telemetry.ts";
+import { instruments } from "../../cluster/metrics.ts";
 import type { Config } from "../../config/mod.ts";
 import { openDatabase, type Database } from "../store/database.ts";
-import { createAuthenticator, type Authenticator } from "./auth.ts";
+import type { DomainDoc } from "../store/documents.ts";
+import type { LatestScan } from "../store/latest-scan.ts";
+import { createAuthenticator, createClientIdentifier, type Authenticator } from "./auth.ts";
 import { openApiDocument } from "./openapi.ts";
 import { domainRoutes } from "./routes-domains.ts";
 import { healthRoutes } from "./routes-health.ts";
+import { LookupCache } from "./lookup-cache.ts";
+import { limitRequests } from "./rate-limit.ts";
 import { rescanRoutes, submissionRoutes, type SubmitFn } from "./routes-submissions.ts";
 import { urlInfoRoutes } from "./routes-urlinfo.ts";
 
@@ -33,6 +39,20 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     // Room for maxBatchUrls URLs of the longest accepted length; larger bodies get 413 from Fastify.
     bodyLimit: Math.max(1 << 20, config.api.maxBatchUrls * 4_200),
   });
+  // Every route's handler runs in a SERVER span continuing the caller's traceparent, so what it
+  // publishes (a submission's feed message) joins the caller's trace. Added before any route.
+  app.addHook("onRoute", (route) => {
+    const handler = route.handler;
+    route.handler = function (this: FastifyInstance, req, reply) {
+      const path = req.url.split("?")[0] ?? req.url;
+      const info = { method: req.method, route: route.url, path, headers: req.headers };
+      return withHttpServerSpan(
+        info,
+        () => reply.statusCode,
+        async () => handler.call(this, req, reply),
+      );
+    };
+  });
   app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status === 500) req.log.error({ err }, "request failed");
@@ -44,14 +64,37 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({ error: "not-found", message: `no route ${req.method} ${req.url.split("?")[0]}` }),
   );
+  // Metrics by route template (never the raw URL, so labels stay few) and status code.
+  app.addHook("onResponse", (req, reply, done) => {
+    const m = instruments();
+    const attributes = { method: req.method, route: req.routeOptions.url ?? "unmatched", status: reply.statusCode };
+    m.httpRequests.add(1, attributes);
+    m.httpDuration.record(reply.elapsedTime / 1000, attributes);
+    done();
+  });
   const document = openApiDocument({ maxBatchUrls: config.api.maxBatchUrls });
-  app.get("/openapi.json", () => document);
+  // Probes are never limited; lookups and writes each have their own per-client budget.
   healthRoutes(app, { nc: deps.nats.nc, redis: deps.redis, db: deps.db });
-  domainRoutes(app, config, deps.db);
-  urlInfoRoutes(app, config, deps.db);
+  const identify = createClientIdentifier(config);
+  // Store reads behind lookups are cached for at most api.lookupCacheTtlMs (see lookup-cache.ts).
+  const cacheOpts = { ttlMs: config.api.lookupCacheTtlMs, maxEntries: config.api.lookupCacheEntries };
+  const latestCache = new LookupCache<LatestScan | null>(cacheOpts);
+  const domainCache = new LookupCache<DomainDoc | null>(cacheOpts);
+  app.register(async (lookups) => {
+    await limitRequests(lookups, config, "lookups", identify);
+    lookups.get("/openapi.json", () => document);
+    domainRoutes(lookups, config, deps.db, latestCache);
+    urlInfoRoutes(lookups, config, deps.db, domainCache);
+  });
   const auth = deps.auth ?? createAuthenticator(config);
-  submissionRoutes(app, config, deps.nats.js, auth, deps.submitUrls);
-  rescanRoutes(app, config, deps.db, auth);
+  app.register(async (writes) => {
+    await limitRequests(writes, config, "submissions", identify);
+    submissionRoutes(writes, config, deps.nats.js, auth, deps.submitUrls);
+    rescanRoutes(writes, config, deps.db, auth, (domain) => {
+      latestCache.delete(domain);
+      domainCache.delete(domain);
+    });
+  });
   return app;
 }
 

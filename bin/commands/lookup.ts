@@ -50,5 +50,37 @@ export function formatLookup(r: LookupResult): string {
       : (f.parseError ?? "unparsed");
     lines.push(`  ${f.sha256}  ${String(f.bytes).padStart(8)} B  ${name}  ${f.url.slice(0, 100)}`);
   }
+  lines.push("", ...formatCompliance(scan));
   return lines.join("\n");
+}
+
+/** The licence verdict of each font file and the scan's summary (counts, changes since the previous scan). */
+function formatCompliance(scan: NonNullable<LookupResult["scan"]>): string[] {
+  const c = scan.compliance;
+  const verdicts = scan.verdicts ?? [];
+  if (!c && verdicts.length === 0) return ["compliance  not assessed"];
+  const lines: string[] = [];
+  if (c) {
+    const counts = Object.entries(c.counts)
+      .filter(([, n]) => n > 0)
+      .map(([v, n]) => `${n} ${v}`);
+    lines.push(`compliance  ${counts.join(", ") || "no fonts used"} (assessed ${iso(c.assessedAt)})`);
+    if (c.changes) {
+      const { added, removed, changed, sinceJobId } = c.changes;
+      const what = [
+        added.length ? `${added.length} added` : "",
+        removed.length ? `${removed.length} removed` : "",
+        ...changed.map((x) => `${x.sha256.slice(0, 12)} ${x.from} → ${x.to}`),
+      ].filter((x) => x !== "");
+      lines.push(`changes     ${what.join(", ") || "none"} since ${sinceJobId}`);
+    }
+  }
+  lines.push("", "verdicts:");
+  const width = Math.max(0, ...verdicts.map((v) => v.verdict.length));
+  for (const v of verdicts) {
+    lines.push(
+      `  ${v.verdict.padEnd(width)}  ${v.sha256.slice(0, 12)}  ${v.family ?? (v.cssFamilies.join("/") || "?")}  ${v.licence ?? "-"}  ${v.reason}`,
+    );
+  }
+  return lines;
 }

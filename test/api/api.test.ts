@@ -387,6 +387,7 @@ test("GET /openapi.json describes every route in OpenAPI 3.1; unknown routes ans
     "403",
     "413",
     "422",
+    "429",
   ]);
   t.is((await app.inject({ method: "GET", url: "/v2/nothing" })).statusCode, 404);
 });
