@@ -8,6 +8,7 @@
  * children of the producer span that created the message (one trace per domain) and link to it.
  */
 import {
+  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   context,
@@ -191,6 +192,74 @@ export async function withSpan<T>(
 ): Promise<T> {
   if (!tracingOn) return fn(null);
   return tracer().startActiveSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent, (span) => endWith(span, fn));
+}
+
+/** An INTERNAL child span of the active one around synchronous work (font parsing); just `fn` when off. */
+export function withSyncSpan<T>(name: string, attributes: Attributes, fn: (span: Span | null) => T): T {
+  if (!tracingOn) return fn(null);
+  return tracer().startActiveSpan(name, { kind: SpanKind.INTERNAL, attributes }, (span) => {
+    try {
+      return fn(span);
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      span.setAttribute("error.type", err instanceof Error ? err.name : "Error");
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+type HttpHeaders = Record<string, string | string[] | undefined>;
+const httpGetter: TextMapGetter<HttpHeaders> = {
+  get: (h, k) => {
+    const v = h[k.toLowerCase()];
+    return Array.isArray(v) ? v[0] : v;
+  },
+  keys: (h) => Object.keys(h),
+};
+
+/** The caller's W3C context from HTTP request headers (ROOT when it sent none). */
+export function extractHttpContext(h: HttpHeaders): Context {
+  return propagation.extract(ROOT_CONTEXT, h, httpGetter);
+}
+
+/**
+ * Runs an HTTP request's handler in a SERVER span named `{method} {route}` (HTTP semantic
+ * conventions), the child of the caller's `traceparent` when it sent one; whatever the handler
+ * publishes continues that trace. `status` reads the response code once the handler is done.
+ */
+export async function withHttpServerSpan<T>(
+  req: { method: string; route: string; path: string; headers: HttpHeaders },
+  status: () => number,
+  fn: () => Promise<T>,
+): Promise<T> {
+  if (!tracingOn) return fn();
+  const attributes: Attributes = {
+    "http.request.method": req.method,
+    "http.route": req.route,
+    "url.path": req.path,
+  };
+  return tracer().startActiveSpan(
+    `${req.method} ${req.route}`,
+    { kind: SpanKind.SERVER, attributes },
+    extractHttpContext(req.headers),
+    async (span) => {
+      try {
+        const out = await fn();
+        const code = status();
+        span.setAttribute("http.response.status_code", code);
+        if (code >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        return out;
+      } catch (err) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+        span.setAttribute("error.type", err instanceof Error ? err.name : "Error");
+        throw err;
+      } finally {
+        span.end();
+      }
+    },
+  );
 }
 
 /** Runs `fn` in a PRODUCER `publish` span under `parent`. */

@@ -6,6 +6,8 @@
  * `compliance-verdict` event on `compliance.<region>`.
  */
 import type { ActorDefinition } from "../../cluster/actor.ts";
+import { instruments } from "../../cluster/metrics.ts";
+import { withSpan } from "../../cluster/telemetry.ts";
 import { consumers, msgIds, streams, subjects, type ComplianceVerdict, type ScanResult } from "../../protocol/mod.ts";
 import type { Collections } from "../store/database.ts";
 import type { ScanDoc, ScanSummary } from "../store/documents.ts";
@@ -76,7 +78,12 @@ export async function recordScan(
 ): Promise<RecordedScan> {
   const { report } = result;
   const current = await store.get(result.domain);
-  const assessed = licensing && report.status === "ok" ? await assess(collections, licensing, result, now) : null;
+  const assessed =
+    licensing && report.status === "ok"
+      ? await withSpan("check licences", { "glyphscan.fonts.files": report.files.length }, () =>
+          assess(collections, licensing, result, now),
+        )
+      : null;
   const scan: ScanDoc = {
     _id: result.jobId,
     domain: result.domain,
@@ -98,7 +105,9 @@ export async function recordScan(
     recordedAt: now,
     ...(assessed ? { verdicts: assessed.verdicts, compliance: assessed.summary } : {}),
   };
-  await collections.scans.replaceOne({ _id: scan._id }, scan, { upsert: true });
+  await withSpan("store scan", { "db.collection.name": "scans", "glyphscan.job.id": scan._id }, () =>
+    collections.scans.replaceOne({ _id: scan._id }, scan, { upsert: true }),
+  );
   if (report.files.length > 0) {
     await collections.fonts.bulkWrite(
       report.files.map((f) => ({
@@ -140,6 +149,8 @@ export function resultsActor(
     concurrency: 8,
     async handle(result, ctx) {
       const { lease, compliance } = await recordScan(collections, store, result, new Date(), licensing);
+      for (const [verdict, n] of Object.entries(compliance?.counts ?? {}))
+        if (n > 0) instruments().verdicts.add(n, { region: result.region, verdict });
       // Published after the writes: a redelivery recomputes the same event and the msg id drops the copy.
       if (compliance)
         await ctx.publish({

@@ -8,6 +8,10 @@ import { Writable } from "node:stream";
 import { SpanKind, type SpanContext } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace";
 import { headers } from "@nats-io/transport-node";
+import { Redis } from "ioredis";
+import { SignJWT } from "jose";
+import { buildApi } from "../../actors/api/server.ts";
+import { submitUrls } from "../../bin/commands/submit.ts";
 import { startNode } from "../../actors/compose.ts";
 import { openDatabase, type Database } from "../../actors/store/database.ts";
 import { connectNats, createLogger, publishMessage, type ClusterNode, type NatsHandles } from "../../cluster/mod.ts";
@@ -25,15 +29,20 @@ let node: ClusterNode;
 let nats: NatsHandles;
 let db: Database;
 let telemetry: Telemetry;
+let redis: Redis;
+const SECRET = "a-test-secret-that-is-at-least-32-bytes-long";
 const spans = new InMemorySpanExporter();
 const logLines: Array<Record<string, unknown>> = [];
 
 test.before(async () => {
-  [stack, corpus] = await Promise.all([startStack(), startCorpus({ sites: 3, tag: "otel" })]);
+  [stack, corpus] = await Promise.all([startStack(), startCorpus({ sites: 4, tag: "otel" })]);
   config = stack.config({
     telemetry: { metricsPort: await freePort(), metricsHost: "127.0.0.1" },
     // The browser path, so the trace has its page span (the fast path answers script-free sites without one).
     scanner: { fastPath: false },
+    // A failed scan is recorded once and the domain parked, so the failure counts are exact.
+    frontier: { maxAttempts: 1 },
+    api: { jwtSecret: SECRET },
   });
   telemetry = await startTelemetry(config, { spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] });
   const sink = new Writable({
@@ -46,12 +55,14 @@ test.before(async () => {
   node = await startNode(config, createLogger("info", { nodeId: config.nodeId! }, sink));
   nats = await connectNats(config, "telemetry-client");
   db = await openDatabase(config);
+  redis = new Redis(stack.redis.url);
 });
 
 test.after.always(async () => {
   await node?.stop();
   await nats?.nc.close();
   await db?.close();
+  redis?.disconnect();
   await telemetry?.shutdown();
   await corpus?.close();
   await stack?.stop();
@@ -107,8 +118,14 @@ test.serial("one trace follows a domain from feed to stored result, with messagi
     ["process jobs.{region}", SpanKind.CONSUMER, "publish jobs.{region}", "scanners"],
     ["scan site", SpanKind.INTERNAL, "process jobs.{region}", ""],
     ["render page", SpanKind.INTERNAL, "scan site", ""],
+    ["load page", SpanKind.INTERNAL, "render page", ""],
+    ["extract fonts", SpanKind.INTERNAL, "render page", ""],
+    ["parse fonts", SpanKind.INTERNAL, "extract fonts", ""],
     ["publish results.{region}", SpanKind.PRODUCER, "process jobs.{region}", ""],
     ["process results.{region}", SpanKind.CONSUMER, "publish results.{region}", "results-writer"],
+    ["check licences", SpanKind.INTERNAL, "process results.{region}", ""],
+    ["store scan", SpanKind.INTERNAL, "process results.{region}", ""],
+    ["publish compliance.{region}", SpanKind.PRODUCER, "process results.{region}", ""],
   ];
   for (const [name, kind, parentName, group] of chain) {
     const span = one(name);
@@ -138,6 +155,16 @@ test.serial("one trace follows a domain from feed to stored result, with messagi
   t.like(one("scan site").attributes, { "glyphscan.domain": site.domain, "glyphscan.scan.status": "ok" });
   const stored = await db.collections.scans.findOne({ domain: site.domain });
   t.is(one("scan site").attributes["glyphscan.fonts.files"], stored?.files.length);
+  t.is(one("parse fonts").attributes["glyphscan.fonts.files"], stored?.files.length);
+  t.is(one("store scan").attributes["glyphscan.job.id"], stored?._id);
+  // Hops run in order: the load ends before extraction starts, parsing ends inside extraction,
+  // licences are checked before the scan is stored. (The SDK takes a span's start from Date.now()
+  // and its end from the monotonic clock, so "before" allows a few milliseconds.)
+  const ms = (t: [number, number]) => t[0] * 1e3 + t[1] / 1e6;
+  const before = (a: ReadableSpan, b: ReadableSpan) => ms(a.endTime) <= ms(b.startTime) + 5;
+  t.true(before(one("load page"), one("extract fonts")), "the page loads before its fonts are extracted");
+  t.true(ms(one("parse fonts").endTime) <= ms(one("extract fonts").endTime) + 5, "parsing is part of extraction");
+  t.true(before(one("check licences"), one("store scan")), "licences are checked before the scan is stored");
 
   // The stored trace context on the domain is the frontier's process span, and the W3C header
   // on the stored job message is the job publish span.
@@ -169,6 +196,60 @@ test.serial("an incoming W3C traceparent from outside is continued by the SDK", 
   await spanOf("process results.{region}");
 });
 
+test.serial(
+  "an HTTP submission joins the caller's trace: SERVER span, feed publish, on to the stored scan",
+  async (t) => {
+    const site = corpus.sites[3]!;
+    const app = buildApi({ config, db, nats, redis, submitUrls });
+    t.teardown(() => app.close());
+    const token = await new SignJWT({ scope: "submit" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setIssuer(config.api.jwtIssuer)
+      .setAudience(config.api.jwtAudience)
+      .setSubject("otel-client")
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(SECRET));
+    const traceId = "5cf92f3577b34da6a3ce929d0e0e4737";
+    const callerSpan = "10f067aa0ba902b8";
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/submissions",
+      headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${callerSpan}-01` },
+      payload: { urls: [site.url], source: "otel" },
+    });
+    t.is(res.statusCode, 202, res.body);
+    await scanned(site.domain);
+    const inTrace = (name: string) =>
+      eventually(`"${name}" in the caller's trace`, async () =>
+        spans.getFinishedSpans().find((s) => s.name === name && s.spanContext().traceId === traceId),
+      );
+    const server = await inTrace("POST /v1/submissions");
+    t.is(server.kind, SpanKind.SERVER);
+    t.is(server.parentSpanContext?.spanId, callerSpan, "the request span is the child of the caller's span");
+    t.true(server.parentSpanContext?.isRemote);
+    t.like(server.attributes, {
+      "http.request.method": "POST",
+      "http.route": "/v1/submissions",
+      "http.response.status_code": 202,
+    });
+    const publish = await inTrace("publish feeds.{source}");
+    t.true(same(publish.parentSpanContext, server), "the feed message is published inside the request span");
+    const consumer = await inTrace("process feeds.{source}");
+    t.true(same(consumer.parentSpanContext, publish));
+    const stored = await inTrace("store scan");
+    const doc = await db.collections.scans.findOne({ domain: site.domain });
+    t.is(stored.attributes["glyphscan.job.id"], doc?._id, "the same trace reaches the stored scan of this domain");
+    // A request without traceparent starts its own trace.
+    const before = new Set(spans.getFinishedSpans().map((s) => s.spanContext().spanId));
+    t.is((await app.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
+    const health = await eventually("the health request span", async () =>
+      spans.getFinishedSpans().find((s) => s.name === "GET /healthz" && !before.has(s.spanContext().spanId)),
+    );
+    t.is(health.parentSpanContext, undefined);
+  },
+);
+
 test.serial("logs carry the trace and span ids of the active span only", async (t) => {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
@@ -189,13 +270,14 @@ test.serial("logs carry the trace and span ids of the active span only", async (
 });
 
 test.serial("the Prometheus endpoint counts what the run did", async (t) => {
-  // A third site, a duplicate of the first and a message that does not decode.
+  // A third site, a duplicate of the first, a site that refuses connections (a failed scan), a
+  // URL the coordinator rejects and a message that does not decode.
   const site = corpus.sites[2]!;
   await publishMessage(nats.js, {
     subject: subjects.feed("otel"),
     schema: "feed-batch",
     body: {
-      urls: [site.url, corpus.sites[0]!.url, "not a url"],
+      urls: [site.url, corpus.sites[0]!.url, "http://refused.test:1/", "not a url"],
       source: "otel",
       submittedAt: new Date().toISOString(),
     },
@@ -222,24 +304,39 @@ test.serial("the Prometheus endpoint counts what the run did", async (t) => {
     },
   });
   await scanned(site.domain);
+  await scanned("refused.test");
 
+  // Every domain submitted in this file: four sites (one through the HTTP API) and refused.test.
   const scans = await db.collections.scans.find({}).toArray();
-  t.is(scans.length, 3);
+  t.is(scans.length, 5);
   const fonts = scans.reduce((n, s) => n + s.files.length, 0);
   t.true(fonts > 0);
+  const outcomes = new Map<string, number>();
+  for (const s of scans) outcomes.set(s.failure?.kind ?? "ok", (outcomes.get(s.failure?.kind ?? "ok") ?? 0) + 1);
+  t.is(outcomes.get("ok"), 4);
+  const failures = [...outcomes].filter(([k]) => k !== "ok");
+  t.is(failures.length, 1, "refused.test failed, with one failure kind");
+  const [failureKind] = failures[0]!;
+  const verdicts = new Map<string, number>();
+  for (const s of scans) for (const v of s.verdicts ?? []) verdicts.set(v.verdict, (verdicts.get(v.verdict) ?? 0) + 1);
+  t.true(verdicts.size > 0, "the ok scans have verdicts");
   const expected: Array<[string, number]> = [
-    ['glyphscan_messages_total{actor="coordinator",outcome="ok"}', 3],
+    // Two feed-submissions, the API's batch and this batch; the undecodable message.
+    ['glyphscan_messages_total{actor="coordinator",outcome="ok"}', 4],
     ['glyphscan_messages_total{actor="coordinator",outcome="dead-lettered"}', 1],
-    ['glyphscan_messages_total{actor="frontier-local",outcome="ok"}', 3],
-    ['glyphscan_messages_total{actor="scanner-local",outcome="ok"}', 4],
-    ['glyphscan_messages_total{actor="results-local",outcome="ok"}', 3],
-    ['glyphscan_seen_filter_total{result="new"}', 3],
+    ['glyphscan_messages_total{actor="frontier-local",outcome="ok"}', 5],
+    ['glyphscan_messages_total{actor="scanner-local",outcome="ok"}', 6],
+    ['glyphscan_messages_total{actor="results-local",outcome="ok"}', 5],
+    ['glyphscan_seen_filter_total{result="new"}', 5],
     ['glyphscan_seen_filter_total{result="seen"}', 1],
-    ['glyphscan_jobs_dispatched_total{region="local"}', 3],
+    ['glyphscan_jobs_dispatched_total{region="local"}', 5],
     ['glyphscan_lease_expiries_total{region="local",where="before-scan"}', 1],
-    ['glyphscan_scans_total{region="local",outcome="ok"}', 3],
-    ['glyphscan_scan_duration_seconds_count{region="local",outcome="ok"}', 3],
+    ['glyphscan_scans_total{region="local",outcome="ok"}', 4],
+    ['glyphscan_scan_duration_seconds_count{region="local",outcome="ok"}', 4],
+    [`glyphscan_scans_total{region="local",outcome="${failureKind}"}`, 1],
+    [`glyphscan_scan_duration_seconds_count{region="local",outcome="${failureKind}"}`, 1],
     ['glyphscan_fonts_found_total{region="local"}', fonts],
+    ...[...verdicts].map(([v, n]): [string, number] => [`glyphscan_verdicts_total{region="local",verdict="${v}"}`, n]),
     ['glyphscan_jobs_pending{region="local",state="waiting"}', 0],
     ['glyphscan_jobs_pending{region="local",state="in-flight"}', 0],
     // "not a url" (rejected by the coordinator) and the message that did not decode.
@@ -260,8 +357,13 @@ test.serial("the Prometheus endpoint counts what the run did", async (t) => {
     [...samples.keys()].some((k) => k.includes('outcome="retried"')),
     "nothing was retried",
   );
+  t.is(
+    [...samples.keys()].filter((k) => k.startsWith("glyphscan_verdicts_total")).length,
+    verdicts.size,
+    "no verdict kind counted that no scan has",
+  );
   const sum = samples.get('glyphscan_scan_duration_seconds_sum{region="local",outcome="ok"}') ?? 0;
-  const stored = scans.reduce((s, x) => s + x.durationMs / 1000, 0);
+  const stored = scans.filter((x) => x.status === "ok").reduce((s, x) => s + x.durationMs / 1000, 0);
   t.true(Math.abs(sum - stored) < 0.01, `duration sum ${sum} matches the stored scans ${stored}`);
 });
 
