@@ -6,8 +6,10 @@ import { Redis } from "ioredis";
 import {
   ClusterNode,
   MaxDeliveriesWatcher,
+  publishDeadLetter,
   connectNats,
   ensureTopology,
+  errorMessage,
   someActor,
   type SomeActor,
   type Logger,
@@ -15,8 +17,9 @@ import {
   type WatchedConsumer,
 } from "../cluster/mod.ts";
 import { observeDeadLetters, observeJobsPending } from "../cluster/metrics.ts";
+import { RegionHealth, natsRegionCheck } from "../cluster/region-health.ts";
 import type { Config } from "../config/mod.ts";
-import { coordinatorActor } from "./coordinator/coordinator-actor.ts";
+import { coordinatorActor, knownInCollection, type KnownDomains } from "./coordinator/coordinator-actor.ts";
 import { SeenFilter } from "./coordinator/seen-filter.ts";
 import { Dispatcher } from "./frontier/dispatcher.ts";
 import { DomainStore } from "./frontier/domain-store.ts";
@@ -25,6 +28,7 @@ import { resultsActor } from "./results/results-actor.ts";
 import { lazyCatalogue } from "./licensing/open-licence.ts";
 import { LicenseRegistry } from "./licensing/registry.ts";
 import { LicensingClient } from "./licensing/licensing-client.ts";
+import { PendingRecheck } from "./licensing/pending-recheck.ts";
 import type { FontUse } from "./licensing/verdict.ts";
 import { BrowserPool } from "./scanner/browser-pool.ts";
 import { hostResolverRules, scannerActor } from "./scanner/scanner-actor.ts";
@@ -34,7 +38,10 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
   const nats = await connectNats(config, `glyphscan-${config.nodeId}`);
   const closers: Array<() => Promise<void>> = [];
   try {
-    await ensureTopology(nats.jsm, config);
+    await ensureTopology(nats.jsm, config, {
+      // Another region cut off must not keep this node from starting; its streams were set up before.
+      onUnreachable: (what, err) => log.warn({ what, err: errorMessage(err) }, "region unreachable; left as it was"),
+    });
     const roles = new Set(config.roles);
     const actors: SomeActor[] = [];
     const services: Service[] = [];
@@ -60,12 +67,38 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
         expectedPerWindow: config.coordinator.expectedDomainsPerWindow,
         falsePositiveRate: config.coordinator.falsePositiveRate,
       });
-      actors.push(someActor(coordinatorActor(config, seen)));
+      // With fallbacks configured, new domains of a region down past its grace period go to its fallback.
+      let health: RegionHealth | undefined;
+      if (Object.keys(config.coordinator.fallbackRegions).length > 0) {
+        health = new RegionHealth({
+          regions: config.regions,
+          graceMs: config.coordinator.regionGraceMs,
+          probeMs: config.coordinator.regionProbeMs,
+          check: natsRegionCheck(
+            nats,
+            config.actors.heartbeatMs,
+            Math.min(Math.max(config.coordinator.regionProbeMs, 2_000), 5_000),
+          ),
+          log: log.child({ service: "region-health" }),
+        });
+        services.push(health);
+      }
+      // Sources where every domain counts confirm a Bloom "maybe seen" against MongoDB by key.
+      let known: KnownDomains | undefined;
+      if (config.coordinator.confirmSources.length > 0) {
+        const db = await openDatabase(config);
+        closers.push(() => db.close());
+        known = knownInCollection(db.collections.domains);
+      }
+      actors.push(someActor(coordinatorActor(config, seen, health, known)));
     }
     if (roles.has("frontier") || roles.has("results")) {
       const db = await openDatabase(config);
       closers.push(() => db.close());
-      const store = new DomainStore(db.collections, config.frontier);
+      // A domain parked after its last attempt leaves a dead letter with its history.
+      const store = new DomainStore(db.collections, config.frontier, {
+        deadLetter: (dl) => publishDeadLetter(nats.js, dl),
+      });
       if (roles.has("frontier")) {
         actors.push(someActor(frontierActor(config.region, store)));
         services.push(
@@ -79,7 +112,7 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
         closers.unshift(async () => unobserve.forEach((stop) => stop()));
       }
       if (roles.has("results")) {
-        const { serviceUrl, ...service } = config.licensing;
+        const { serviceUrl, pendingRecheckIntervalMs, pendingRecheckBatch, ...service } = config.licensing;
         const client = serviceUrl ? new LicensingClient({ url: serviceUrl, ...service }) : null;
         const licensing = {
           registry: new LicenseRegistry(db.collections),
@@ -87,6 +120,14 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
           ...(client ? { external: (domain: string, uses: FontUse[]) => client.check(domain, uses) } : {}),
         };
         actors.push(someActor(resultsActor(config.region, db.collections, store, licensing)));
+        // Pending verdicts wait for the licensing service; decided when it answers again, not at the next scan.
+        if (client)
+          services.push(
+            new PendingRecheck(config.region, db.collections, licensing, nats.js, log, {
+              intervalMs: pendingRecheckIntervalMs,
+              batch: pendingRecheckBatch,
+            }),
+          );
       }
     }
     if (roles.has("scanner")) {
@@ -95,6 +136,10 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
         concurrency: config.scanner.concurrency,
         pageTimeoutMs: config.scanner.navigationTimeoutMs,
         hostResolverRules: hostResolverRules(config.scanner.hostMap),
+        egress: {
+          policy: { allowHosts: config.scanner.allowHosts, hostMap: config.scanner.hostMap },
+          maxResponseBytes: config.scanner.maxResponseBytes,
+        },
       });
       closers.unshift(() => pool.close());
       actors.push(someActor(scannerActor(config, pool)));

@@ -16,7 +16,9 @@ import { DEMO_OVERRIDES, runDemo } from "./commands/demo.ts";
 import { formatImportSummary, importLicenseFile } from "./commands/licenses.ts";
 import { formatDlq, formatReplay, listDlq, replayDlq, type DlqOptions } from "./commands/dlq.ts";
 import { formatRescan, requestRescan } from "./commands/rescan.ts";
+import { formatExportSummary, parseExportFlags, runExport, type ExportFlags } from "./commands/export.ts";
 import { startApi } from "../actors/api/server.ts";
+import { bloomStats, formatBloomStats, formatRebuild, rebuildSeenFilter } from "./commands/bloom.ts";
 
 const program = new Command("glyphscan")
   .description("Find the web fonts every website uses, on a cluster of actors over NATS JetStream")
@@ -105,13 +107,18 @@ program
 
 program
   .command("status")
-  .description("streams, consumer lag and live nodes")
-  .action(async () => {
+  .description("per region: nodes and roles, job lag, scans per minute, failures, oldest pending job; streams")
+  .option("--json", "print JSON")
+  .action(async (opts: { json?: boolean }) => {
     const { config } = commandContext(globals());
     const nats = await connectNats(config, "glyphscan-status");
     try {
       const registry = await openRegistry(nats.js, config.actors.heartbeatMs);
-      process.stdout.write(`${formatStatus(await clusterStatus(nats.jsm, registry, config.actors.heartbeatMs))}\n`);
+      const status = await clusterStatus(nats, registry, {
+        regions: config.regions,
+        heartbeatMs: config.actors.heartbeatMs,
+      });
+      process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
     } finally {
       await nats.nc.close();
     }
@@ -184,6 +191,31 @@ dlqFilters(dlq.command("replay").description("republish matching dead letters to
     }
   });
 
+program
+  .command("export")
+  .description("compliance results as CSV or JSON Lines: one row per font file per domain (its latest assessed scan)")
+  .option("--format <format>", "csv or jsonl", "csv")
+  .option("--out <file>", "write to this file (default: stdout)")
+  .option(
+    "--verdict <verdicts>",
+    "only these verdicts (licensed, open-licence, unlicensed, unknown, pending); repeatable or comma-separated",
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
+  .option("--region <region>", "only domains of this region")
+  .option("--since <date>", "only scans finished at or after this ISO 8601 date or date-time (UTC unless an offset)")
+  .option("--until <date>", "only scans finished before this ISO 8601 date or date-time")
+  .option("--demo", "read the demo's database")
+  // A mistyped flag is a usage error like a bad value: exit code 2.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .action(async (opts: ExportFlags & { demo?: boolean }) => {
+    // The program's own --region takes the flag wherever it stands: here it is the filter.
+    const request = parseExportFlags({ ...opts, region: opts.region ?? globals().region });
+    const { config } = commandContext({ ...globals(), region: undefined }, opts.demo ? DEMO_OVERRIDES : {});
+    const summary = await runExport(config, request, { stdout: process.stdout, stderr: process.stderr });
+    process.stderr.write(`${formatExportSummary(summary, request)}\n`);
+  });
+
 const licenses = program.command("licenses").description("the licence registry");
 licenses
   .command("import <file>")
@@ -194,6 +226,32 @@ licenses
     const summary = await importLicenseFile(config, file, { format: opts.format, progress: process.stderr });
     process.stdout.write(`${formatImportSummary(summary)}\n`);
     if (summary.errors.length > 0) process.exitCode = 1;
+  });
+
+const bloom = program.command("bloom").description("the coordinator's seen-recently Bloom filter in Redis");
+bloom
+  .command("rebuild")
+  .description("put the domains MongoDB last saw within the live window back into their slices (idempotent)")
+  .option("--batch <n>", "domains read from MongoDB per batch", (v) => Number.parseInt(v, 10), 5000)
+  .action(async (opts: { batch: number }) => {
+    const { config } = commandContext(globals());
+    const summary = await rebuildSeenFilter(config, { batch: opts.batch, progress: process.stderr });
+    process.stdout.write(`${formatRebuild(summary)}\n`);
+  });
+bloom
+  .command("stats")
+  .description("bits per domain, fill of each live slice, measured false-positive rate")
+  .option(
+    "--probes <n>",
+    "random never-added names probed to measure false positives",
+    (v) => Number.parseInt(v, 10),
+    100_000,
+  )
+  .option("--json", "print JSON")
+  .action(async (opts: { probes: number; json?: boolean }) => {
+    const { config } = commandContext(globals());
+    const report = await bloomStats(config, { probes: opts.probes });
+    process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatBloomStats(report)}\n`);
   });
 
 program.parseAsync().catch((err: unknown) => {

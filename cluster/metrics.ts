@@ -10,9 +10,14 @@
  *   glyphscan_fonts_found_total{region}            font files in scan reports
  *   glyphscan_jobs_dispatched_total{region}
  *   glyphscan_lease_expiries_total{region,where}   where: before-scan (job skipped, lease already out)
- *   glyphscan_seen_filter_total{result}            result: seen | new (Bloom hit rate = seen / all)
+ *   glyphscan_seen_filter_total{result}            result: seen | new (Bloom hit rate = seen / all) |
+ *                                                  confirm-override (maybe seen, not in MongoDB: admitted)
  *   glyphscan_jobs_pending{region,state}           gauge; state: waiting | in-flight (job consumer info)
  *   glyphscan_dead_letters{stage}                  gauge: dead letters stored in the DLQ stream, by stage
+ *   glyphscan_verdicts_total{region,verdict}       licence verdicts given to the fonts of stored scans
+ *   glyphscan_http_requests_total{method,route,status}  HTTP API requests; route is the template
+ *                                                  (/v1/domains/:domain), "unmatched" when none matched
+ *   glyphscan_http_request_duration_seconds{method,route,status}  histogram of the same requests
  */
 import { metrics, type Counter, type Histogram } from "@opentelemetry/api";
 import type { JetStreamManager } from "@nats-io/jetstream";
@@ -27,6 +32,9 @@ export interface Instruments {
   jobsDispatched: Counter;
   leaseExpiries: Counter;
   seen: Counter;
+  verdicts: Counter;
+  httpRequests: Counter;
+  httpDuration: Histogram;
 }
 
 let cached: { generation: number; instruments: Instruments } | null = null;
@@ -52,6 +60,15 @@ export function instruments(): Instruments {
       description: "Jobs whose lease ran out: skipped before the scan, or results that came too late",
     }),
     seen: m.createCounter("glyphscan.seen_filter", { description: "Bloom filter lookups: seen or new" }),
+    verdicts: m.createCounter("glyphscan.verdicts", { description: "Licence verdicts of scanned fonts, by kind" }),
+    httpRequests: m.createCounter("glyphscan.http.requests", {
+      description: "HTTP API requests, by method, route template and status code",
+    }),
+    httpDuration: m.createHistogram("glyphscan.http.request.duration_seconds", {
+      description: "HTTP API request duration, from arrival to the last byte of the response",
+      unit: "s",
+      advice: { explicitBucketBoundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] },
+    }),
   };
   cached = { generation, instruments: made };
   return made;

@@ -39,6 +39,19 @@ export const configSchema = z.strictObject({
       token: z.string().optional().describe("NATS token"),
       replicas: positiveInt.max(5).default(1).describe("JetStream replicas of each stream"),
       duplicateWindowMs: positiveInt.default(10 * 60_000).describe("Nats-Msg-Id dedupe window of each stream"),
+      placement: z
+        .enum(["none", "cluster", "tag"])
+        .default("none")
+        .describe(
+          "Where each region's job and results streams live: none (wherever created: one server or cluster), cluster (the NATS cluster named after the region, in a supercluster), tag (servers tagged region:<name>)",
+        ),
+      sharedPlacement: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/)
+        .optional()
+        .describe(
+          "With placement cluster or tag: the cluster (or region:<tag>) holding the shared streams (feeds, admissions, dead letters, compliance, global results) and KV buckets",
+        ),
     })
     .prefault({}),
   redis: z
@@ -90,7 +103,21 @@ export const configSchema = z.strictObject({
         .lt(0.5)
         .default(0.001)
         .describe("Bloom target false-positive rate over all live slices"),
+      confirmSources: z
+        .array(z.string().min(1))
+        .default([])
+        .describe(
+          "Feed sources where every domain counts: a Bloom 'maybe seen' is checked against MongoDB `domains` by key; a domain not there is admitted",
+        ),
       tldRegions: z.record(z.string(), region).default({}).describe('Region per TLD, e.g. {"de":"eu"}'),
+      fallbackRegions: z
+        .record(z.string(), region)
+        .default({})
+        .describe('Region taking a down region\'s new domains, e.g. {"eu":"us"}; empty: no fallback, no health checks'),
+      regionGraceMs: positiveInt
+        .default(5 * 60_000)
+        .describe("How long a region must be down (job stream unreachable or no live scanner) before fallback"),
+      regionProbeMs: positiveInt.default(5_000).describe("How often the coordinator checks each region's health"),
     })
     .prefault({}),
   frontier: z
@@ -124,6 +151,33 @@ export const configSchema = z.strictObject({
       maxRescanMs: positiveInt
         .optional()
         .describe("Longest adaptive rescan interval (fonts stay the same); unset: four times the base interval"),
+      retryMaxMs: positiveInt.default(6 * 3600_000).describe("Cap of a retry delay (before jitter)"),
+      retryByCause: z
+        .record(
+          z.string(),
+          z.strictObject({
+            maxAttempts: positiveInt.optional(),
+            baseMs: positiveInt.optional(),
+            maxMs: positiveInt.optional(),
+          }),
+        )
+        .default({})
+        .describe(
+          "Retry policy by cause (dns, tls, timeout, http-<code>, http-<n>xx, http-status, browser-crash, ssrf-refused, lease-expired, other): maxAttempts, baseMs, maxMs; over built-ins (dns, tls, http-4xx: 2 from 1 h; ssrf-refused: 1)",
+        ),
+      historyLimit: positiveInt
+        .max(200)
+        .default(20)
+        .describe("Scan attempts kept on each domain (time, cause, reason, node)"),
+      maxLeasesPerIp: positiveInt
+        .default(2)
+        .describe("Domains on one IP address scanned at once (the IP of their last scan)"),
+      ipSpacingMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(1_000)
+        .describe("Least time between two scans starting on one IP address"),
     })
     .prefault({}),
   scanner: z
@@ -144,6 +198,16 @@ export const configSchema = z.strictObject({
         .record(z.string(), z.string())
         .default({})
         .describe('Static host → IP map, e.g. {"*.test":"127.0.0.1"} (tests and demo only)'),
+      maxResponseBytes: positiveInt
+        .default(32 * 1024 * 1024)
+        .describe("Plain-http responses to the browser are cut past this size (egress proxy)"),
+      extraPages: z
+        .number()
+        .int()
+        .min(0)
+        .max(10)
+        .default(2)
+        .describe("Same-site pages linked from the landing page that are scanned too"),
     })
     .prefault({}),
   telemetry: z
@@ -178,6 +242,10 @@ export const configSchema = z.strictObject({
       breakerFailures: positiveInt.default(5).describe("Consecutive failed checks that open the circuit breaker"),
       breakerResetMs: positiveInt.default(30_000).describe("Open breaker pause before one trial request"),
       cacheTtlMs: positiveInt.default(3_600_000).describe("How long an answer is reused (unavailable: never)"),
+      pendingRecheckIntervalMs: positiveInt
+        .default(5 * 60_000)
+        .describe("How often pending verdicts of the region are asked about again (needs serviceUrl)"),
+      pendingRecheckBatch: positiveInt.default(200).describe("Most domains with pending verdicts re-checked per round"),
     })
     .prefault({}),
   api: z
@@ -193,6 +261,30 @@ export const configSchema = z.strictObject({
         .describe("HS256 secret verifying submission tokens (from the environment, never from the repo)"),
       jwksUrl: z.string().url().optional().describe("JWKS URL verifying submission tokens (instead of a secret)"),
       maxBatchUrls: positiveInt.default(1_000).describe("Most URLs in one POST /v1/submissions"),
+      lookupCacheTtlMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(5_000)
+        .describe("Longest a cached domain lookup is served before the store is read again; 0: no cache"),
+      lookupCacheEntries: positiveInt.default(10_000).describe("Domain lookups cached in each API process (LRU)"),
+      rateLimit: z
+        .strictObject({
+          windowMs: positiveInt.default(60_000).describe("Window of the per-client API request limits"),
+          lookups: z
+            .number()
+            .int()
+            .min(0)
+            .default(6_000)
+            .describe("GET requests per client (token subject, else IP) per window; 0: unlimited"),
+          submissions: z
+            .number()
+            .int()
+            .min(0)
+            .default(60)
+            .describe("POST requests (submissions, rescans) per client per window; 0: unlimited"),
+        })
+        .prefault({}),
     })
     .prefault({}),
 });

@@ -42,6 +42,8 @@ export const admissionV1 = z.strictObject({
   source,
   region,
   admittedAt: isoDate,
+  /** Set on a parked domain's dead letter: replaying it gives the domain its attempts back. */
+  revive: z.boolean().optional(),
 });
 export type Admission = z.infer<typeof admissionV1>;
 
@@ -110,6 +112,11 @@ export const fontFaceV1 = z.strictObject({
   fileSha256: z.array(sha256),
   /** Delivery service id of the face's src (else of the stylesheet that declared it); null when unknown. */
   provider: z.string().max(64).nullable().default(null),
+  /**
+   * PostScript names of the fonts Chromium rendered text with for this face (CDP
+   * CSS.getPlatformFontsForNode): the real font behind the CSS family alias. Absent when unknown.
+   */
+  renderedAs: z.array(z.string().max(256)).max(50).optional(),
 });
 export type FontFace = z.infer<typeof fontFaceV1>;
 
@@ -136,6 +143,28 @@ export const scanReportV1 = z.strictObject({
   pages: z.array(z.strictObject({ url: z.string(), finalUrl: z.string(), httpStatus: z.number().int().nullable() })),
   faces: z.array(fontFaceV1),
   files: z.array(fontFileV1),
+  /** Requests the scanner refused or cut (SSRF guard, size cap), with the reason; at most 100. */
+  blocked: z
+    .array(z.strictObject({ url: z.string().max(2_048), reason: z.string().max(500) }))
+    .max(100)
+    .optional(),
+  /**
+   * Fonts that rendered text on the scanned pages, as Chromium reports them (CDP
+   * CSS.getPlatformFontsForNode over sampled text): system fallbacks too (`custom: false`).
+   */
+  renderedFonts: z
+    .array(
+      z.strictObject({
+        family: z.string().max(256),
+        postScriptName: z.string().max(256),
+        custom: z.boolean(),
+        glyphs: z.number().int().min(0),
+      }),
+    )
+    .max(200)
+    .optional(),
+  /** The IP address the site resolved to (the SSRF check's), for per-IP politeness; absent when unresolved. */
+  address: z.string().max(64).optional(),
   startedAt: isoDate,
   finishedAt: isoDate,
 });
@@ -198,7 +227,7 @@ export const deadLetterV1 = z.strictObject({
   stage: z.enum(STAGES),
   reason: z.string(),
   /** Machine-readable reason class, for listing and replay filters. */
-  code: z.enum(["invalid-message", "rejected-input", "max-deliveries", "poison", "oversized"]),
+  code: z.enum(["invalid-message", "rejected-input", "max-deliveries", "poison", "oversized", "retries-exhausted"]),
   subject: z.string(),
   stream: z.string().nullable(),
   streamSeq: z.number().int().nullable(),
@@ -207,6 +236,22 @@ export const deadLetterV1 = z.strictObject({
   /** Original payload, base64 so any bytes survive. */
   payloadBase64: z.string(),
   failedAt: isoDate,
+  /** `retries-exhausted`: every scan attempt of the parked domain, oldest first (bounded). */
+  history: z
+    .array(
+      z.strictObject({
+        at: isoDate,
+        attempt: z.number().int().min(0),
+        jobId: z.string(),
+        cause: z.string(),
+        kind: z.string().nullable(),
+        httpStatus: z.number().int().nullable(),
+        reason: z.string().nullable(),
+        node: z.string(),
+      }),
+    )
+    .max(200)
+    .optional(),
 });
 export type DeadLetter = z.infer<typeof deadLetterV1>;
 

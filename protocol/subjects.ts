@@ -47,6 +47,8 @@ export const streams = {
   admit: "ADMIT",
   jobs: (r: string) => `JOBS_${streamToken(r)}`,
   results: (r: string) => `RESULTS_${streamToken(r)}`,
+  /** Every region's results, sourced from each `RESULTS_<REGION>`; readable from every region. */
+  resultsGlobal: "RESULTS",
   deadLetters: "DLQ",
   compliance: "COMPLIANCE",
 } as const;
@@ -89,6 +91,8 @@ export const msgIds = {
   job: (jobId: string) => `job:${jobId}`,
   result: (jobId: string) => `result:${jobId}`,
   compliance: (jobId: string) => `compliance:${jobId}`,
+  /** The same scan's verdicts again, once its pending verdicts are decided (keyed by a hash of the new verdicts). */
+  complianceRecheck: (jobId: string, verdictsHash: string) => `compliance:${jobId}:recheck:${verdictsHash}`,
   deadLetter: (stage: Stage, key: string) => `dlq:${stage}:${key}`,
   /** A replay of the dead letter stored at this DLQ sequence. */
   replay: (dlqSeq: number) => `replay:${dlqSeq}`,
