@@ -201,8 +201,7 @@ export function withSyncSpan<T>(name: string, attributes: Attributes, fn: (span:
     try {
       return fn(span);
     } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-      span.setAttribute("error.type", err instanceof Error ? err.name : "Error");
+      markFailed(span, err);
       throw err;
     } finally {
       span.end();
@@ -252,8 +251,7 @@ export async function withHttpServerSpan<T>(
         if (code >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
         return out;
       } catch (err) {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-        span.setAttribute("error.type", err instanceof Error ? err.name : "Error");
+        markFailed(span, err);
         throw err;
       } finally {
         span.end();
@@ -277,12 +275,17 @@ export async function withPublishSpan<T>(
   );
 }
 
+/** Records a span's failure the way the OpenTelemetry conventions ask (status and error.type). */
+function markFailed(span: Span, err: unknown): void {
+  span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+  span.setAttribute("error.type", err instanceof Error ? err.name : "Error");
+}
+
 async function endWith<T>(span: Span, fn: (span: Span) => Promise<T>): Promise<T> {
   try {
     return await fn(span);
   } catch (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-    span.setAttribute("error.type", err instanceof Error ? err.name : "Error");
+    markFailed(span, err);
     throw err;
   } finally {
     span.end();

@@ -10,16 +10,10 @@ import { DomainStore } from "../../actors/frontier/domain-store.ts";
 import { Dispatcher } from "../../actors/frontier/dispatcher.ts";
 import { Leadership, currentLeader, openLeaders } from "../../actors/frontier/leadership.ts";
 import { openDatabase, type Database } from "../../actors/store/database.ts";
-import {
-  NodeRegistration,
-  connectNats,
-  createLogger,
-  ensureTopology,
-  openRegistry,
-  type NatsHandles,
-} from "../../cluster/mod.ts";
+import { connectNats, createLogger, ensureTopology, openRegistry, type NatsHandles } from "../../cluster/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import { consumers, streams, type ScanJob } from "../../protocol/mod.ts";
+import { registerScanner } from "../helpers/frontier.ts";
 import { eventually, spawnGlyphscan, startStack, uniqueName, type TestStack } from "../helpers/stack.ts";
 
 let stack: TestStack;
@@ -57,26 +51,7 @@ async function admitMany(store: DomainStore, n: number, prefix: string, at = new
 /** A scanner as the registry sees it: `slots` pages at once in region local. */
 async function fakeScanner(t: ExecutionContext, config: Config, nats: NatsHandles, slots: number) {
   const kv = await openRegistry(nats.js, config.actors.heartbeatMs);
-  const nodeId = uniqueName("scanner");
-  const reg = new NodeRegistration(
-    kv,
-    () => ({
-      nodeId,
-      region: "local",
-      roles: ["scanner"],
-      host: "test",
-      pid: process.pid,
-      state: "running",
-      startedAt: new Date().toISOString(),
-      heartbeatAt: new Date().toISOString(),
-      inflight: {},
-      scannerSlots: slots,
-    }),
-    config.actors.heartbeatMs,
-  );
-  await reg.start();
-  t.teardown(() => reg.leave());
-  return reg;
+  return registerScanner(t, kv, config.actors.heartbeatMs, { slots });
 }
 
 test.serial("batch leasing: claim rounds from two stores split the due domains, none twice, none missed", async (t) => {

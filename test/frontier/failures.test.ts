@@ -20,6 +20,7 @@ import {
 } from "../../cluster/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import type { FailureKind, ScanJob, ScanResult } from "../../protocol/mod.ts";
+import { scanResultFor } from "../helpers/frontier.ts";
 import { eventually, spawnGlyphscan, startStack, uniqueName, type TestStack } from "../helpers/stack.ts";
 
 let stack: TestStack;
@@ -32,25 +33,18 @@ const MIN = 60_000;
 const HOUR = 60 * MIN;
 
 function failedResult(job: ScanJob, kind: FailureKind, message: string, at: Date, httpStatus?: number): ScanResult {
-  return {
-    jobId: job.jobId,
-    domain: job.domain,
-    region: job.region,
-    leaseToken: job.leaseToken,
-    attempt: job.attempt,
-    scannerNode: "scanner-7",
-    report: {
+  return scanResultFor(
+    job,
+    at,
+    {
       status: "failed",
       failure: { kind, message },
       path: "browser",
       pages: httpStatus ? [{ url: job.url, finalUrl: job.url, httpStatus }] : [],
-      faces: [],
-      files: [],
       address: "203.0.113.9",
-      startedAt: at.toISOString(),
-      finishedAt: at.toISOString(),
     },
-  };
+    "scanner-7",
+  );
 }
 
 test("classification: each scanner failure kind maps to its cause class, HTTP with its code", (t) => {

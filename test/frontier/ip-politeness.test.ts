@@ -4,12 +4,12 @@
  * `ipSpacingMs` apart; domains on other addresses are not held back by them.
  */
 import test, { type ExecutionContext } from "ava";
-import { DomainStore } from "../../actors/frontier/domain-store.ts";
+import type { DomainStore } from "../../actors/frontier/domain-store.ts";
 import { Dispatcher } from "../../actors/frontier/dispatcher.ts";
 import { summarise } from "../../actors/results/results-actor.ts";
-import { openDatabase } from "../../actors/store/database.ts";
-import { connectNats, createLogger, ensureTopology, NodeRegistration, openRegistry } from "../../cluster/mod.ts";
+import { connectNats, createLogger, ensureTopology, openRegistry } from "../../cluster/mod.ts";
 import { consumers, streams, type ScanJob, type ScanResult } from "../../protocol/mod.ts";
+import { frontierStore, registerScanner, scanResultFor } from "../helpers/frontier.ts";
 import { eventually, startStack, uniqueName, type TestStack } from "../helpers/stack.ts";
 
 let stack: TestStack;
@@ -22,33 +22,11 @@ const HOUR = 3600_000;
 const SHARED = "198.51.100.7";
 const OTHER = "198.51.100.8";
 
-async function setup(t: ExecutionContext, frontier: Record<string, unknown>) {
-  const config = stack.config({ roles: ["frontier"], frontier: { rescanIntervalMs: HOUR, ...frontier } });
-  const db = await openDatabase(config);
-  t.teardown(() => db.close());
-  return { config, db, store: new DomainStore(db.collections, config.frontier) };
-}
+const setup = (t: ExecutionContext, frontier: Record<string, unknown>) =>
+  frontierStore(stack, t, { rescanIntervalMs: HOUR, ...frontier });
 
 function okResult(job: ScanJob, address: string, at: Date): ScanResult {
-  return {
-    jobId: job.jobId,
-    domain: job.domain,
-    region: job.region,
-    leaseToken: job.leaseToken,
-    attempt: job.attempt,
-    scannerNode: "test",
-    report: {
-      status: "ok",
-      failure: null,
-      path: "static",
-      pages: [{ url: job.url, finalUrl: job.url, httpStatus: 200 }],
-      faces: [],
-      files: [],
-      address,
-      startedAt: at.toISOString(),
-      finishedAt: at.toISOString(),
-    },
-  };
+  return scanResultFor(job, at, { address });
 }
 
 /** Admits the domains and scans each once, so the frontier learns the address each is on. */
@@ -137,24 +115,7 @@ test.serial("the dispatcher never has more than maxLeasesPerIp jobs of one addre
   await nats.jsm.streams.purge(streams.jobs("local"));
   // Scanners with room for 40 jobs: capacity is not what holds the address to three.
   const registry = await openRegistry(nats.js, config.actors.heartbeatMs);
-  const scanner = new NodeRegistration(
-    registry,
-    () => ({
-      nodeId: uniqueName("scanner"),
-      region: "local",
-      roles: ["scanner"],
-      host: "test",
-      pid: process.pid,
-      state: "running",
-      startedAt: new Date().toISOString(),
-      heartbeatAt: new Date().toISOString(),
-      inflight: {},
-      scannerSlots: 20,
-    }),
-    config.actors.heartbeatMs,
-  );
-  await scanner.start();
-  t.teardown(() => scanner.leave());
+  await registerScanner(t, registry, config.actors.heartbeatMs, { slots: 20 });
   const dispatcher = new Dispatcher("local", store, nats.js, config.frontier, createLogger("silent", {}), {
     jsm: nats.jsm,
     nodeId: uniqueName("d"),

@@ -6,15 +6,9 @@
 import test from "ava";
 import { startNode } from "../../actors/compose.ts";
 import { openDatabase } from "../../actors/store/database.ts";
-import {
-  NodeRegistration,
-  connectNats,
-  createLogger,
-  openRegistry,
-  publishMessage,
-  type NatsHandles,
-} from "../../cluster/mod.ts";
+import { connectNats, createLogger, openRegistry, publishMessage, type NatsHandles } from "../../cluster/mod.ts";
 import { consumers, streams, subjects, type ScanJob } from "../../protocol/mod.ts";
+import { registerScanner } from "../helpers/frontier.ts";
 import { eventually, startStack, type TestStack } from "../helpers/stack.ts";
 
 let stack: TestStack;
@@ -34,24 +28,7 @@ test("a feed repeating one site 10k times: one domain document, exactly one job"
 
   // Scanners with room for 40 jobs: capacity is not what holds the site to one.
   const registry = await openRegistry(nats.js, config.actors.heartbeatMs);
-  const scanner = new NodeRegistration(
-    registry,
-    () => ({
-      nodeId: "scanner-politeness",
-      region: "local",
-      roles: ["scanner"],
-      host: "test",
-      pid: process.pid,
-      state: "running",
-      startedAt: new Date().toISOString(),
-      heartbeatAt: new Date().toISOString(),
-      inflight: {},
-      scannerSlots: 20,
-    }),
-    config.actors.heartbeatMs,
-  );
-  await scanner.start();
-  t.teardown(() => scanner.leave());
+  await registerScanner(t, registry, config.actors.heartbeatMs, { slots: 20, nodeId: "scanner-politeness" });
 
   const variants = (i: number) =>
     [

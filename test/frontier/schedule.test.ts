@@ -3,10 +3,10 @@
  * priority, manual rescans that jump the queue, and adaptive revisits.
  */
 import test, { type ExecutionContext } from "ava";
-import { DomainStore } from "../../actors/frontier/domain-store.ts";
-import { openDatabase } from "../../actors/store/database.ts";
+import type { DomainStore } from "../../actors/frontier/domain-store.ts";
 import { summarise } from "../../actors/results/results-actor.ts";
 import type { ScanJob, ScanResult } from "../../protocol/mod.ts";
+import { frontierStore, scanResultFor } from "../helpers/frontier.ts";
 import { spawnGlyphscan, startStack, type TestStack } from "../helpers/stack.ts";
 
 let stack: TestStack;
@@ -17,12 +17,7 @@ test.after.always(() => stack?.stop());
 
 const HOUR = 3600_000;
 
-async function setup(t: ExecutionContext, frontier: Record<string, unknown> = {}) {
-  const config = stack.config({ roles: ["frontier"], frontier });
-  const db = await openDatabase(config);
-  t.teardown(() => db.close());
-  return { config, db, store: new DomainStore(db.collections, config.frontier) };
-}
+const setup = (t: ExecutionContext, frontier: Record<string, unknown> = {}) => frontierStore(stack, t, frontier);
 
 async function admitMany(store: DomainStore, n: number, prefix: string, source: string, at: Date) {
   const batch = Array.from({ length: n }, (_, i) => ({
@@ -41,33 +36,18 @@ async function admitMany(store: DomainStore, n: number, prefix: string, source: 
 
 /** A successful scan result for a leased job, with font files of these SHA-256 digests. */
 function okResult(job: ScanJob, fileShas: string[], at: Date): ScanResult {
-  return {
-    jobId: job.jobId,
-    domain: job.domain,
-    region: job.region,
-    leaseToken: job.leaseToken,
-    attempt: job.attempt,
-    scannerNode: "test",
-    report: {
-      status: "ok",
-      failure: null,
-      path: "static",
-      pages: [{ url: job.url, finalUrl: job.url, httpStatus: 200 }],
-      faces: [],
-      files: fileShas.map((sha256) => ({
-        sha256,
-        url: `${job.url}${sha256.slice(0, 8)}.woff2`,
-        bytes: 100,
-        contentType: "font/woff2",
-        via: "font-request" as const,
-        metadata: null,
-        parseError: null,
-        provider: null,
-      })),
-      startedAt: at.toISOString(),
-      finishedAt: at.toISOString(),
-    },
-  };
+  return scanResultFor(job, at, {
+    files: fileShas.map((sha256) => ({
+      sha256,
+      url: `${job.url}${sha256.slice(0, 8)}.woff2`,
+      bytes: 100,
+      contentType: "font/woff2",
+      via: "font-request" as const,
+      metadata: null,
+      parseError: null,
+      provider: null,
+    })),
+  });
 }
 
 /**
