@@ -24,27 +24,27 @@ import type { SeenFilter } from "./seen-filter.ts";
 /** Of `domains`, those stored in MongoDB `domains` (the confirm check of `coordinator.confirmSources`). */
 export type KnownDomains = (domains: readonly string[]) => Promise<Set<string>>;
 
-/** Most `_id`s in one `$in` lookup. */
-const CONFIRM_BATCH = 1000;
+/** Point reads in flight at once while confirming a batch. */
+const CONFIRM_PARALLEL = 32;
 
 /**
- * {@link KnownDomains} on the `domains` collection: `find({_id: {$in}})` projected to `_id`, in batches,
- * the one query shape FerretDB v1 pushes down to its backend.
+ * {@link KnownDomains} on the `domains` collection: one `findOne({_id})` per name, projected to
+ * `_id`, a bounded number at once. Point reads, not `$in`: FerretDB v1 serves only `_id` equality
+ * from the index and answers `$in` by reading the whole collection.
  */
 export function knownInCollection(domains: {
-  find(
-    filter: { _id: { $in: string[] } },
-    options: { projection: { _id: 1 } },
-  ): { toArray(): Promise<{ _id: string }[]> };
+  findOne(filter: { _id: string }, options: { projection: { _id: 1 } }): Promise<{ _id: string } | null>;
 }): KnownDomains {
   return async (names) => {
     const known = new Set<string>();
-    for (let start = 0; start < names.length; start += CONFIRM_BATCH) {
-      const batch = names.slice(start, start + CONFIRM_BATCH);
-      for (const doc of await domains.find({ _id: { $in: batch } }, { projection: { _id: 1 } }).toArray()) {
-        known.add(doc._id);
+    let next = 0;
+    const worker = async () => {
+      while (next < names.length) {
+        const name = names[next++]!;
+        if (await domains.findOne({ _id: name }, { projection: { _id: 1 } })) known.add(name);
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(CONFIRM_PARALLEL, names.length) }, worker));
     return known;
   };
 }

@@ -82,7 +82,7 @@ test("a false positive is dropped for a normal source and admitted for a confirm
   t.deepEqual(await listDeadLetters(nats.jsm), []);
 });
 
-test("knownInCollection looks domains up by _id in batches of 1000", async (t) => {
+test("knownInCollection finds exactly the stored domains among many, by _id point reads", async (t) => {
   const config = stack.config();
   const db = await openDatabase(config);
   t.teardown(() => db.close());
