@@ -1,17 +1,27 @@
 /**
  * One headless Chromium shared by concurrent scans through puppeteer-cluster.
  *
- * Concurrency mode: CONCURRENCY_CONTEXT, a fresh incognito browser context per job. Each site gets
- * its own HTTP and memory cache, cookies, storage and service workers, and whatever it spawned
- * (popups, workers) dies with its context. In PAGE mode, even with the cache disabled, cookies,
- * storage and service workers persist across jobs in one profile, so a site's result could depend
- * on what ran before it (a retry sees the first attempt's consent cookie), popups outlive their
- * job, and the profile grows with every site. The cost is CPU: on the 20-site corpus (2 cores,
- * concurrency 4) CONTEXT did 3.1-3.3 pages/s and PAGE with the cache off 7.4-8.0. Correctness wins.
+ * Isolation between sites, two modes (`isolation`):
+ * - "wiped-context" (default): each worker slot owns a long-lived incognito browser context and
+ *   every job gets a fresh page in it; between jobs the slot closes every page of its context
+ *   (popups included), clears storage of every origin the job touched (local/session storage,
+ *   IndexedDB, Cache API, service workers), the context's cookies and HTTP cache, and only then
+ *   takes the next job. The context is thrown away after RECYCLE_AFTER jobs, a timeout, a crash or
+ *   any failed wipe step. See slot-concurrency.ts for which CDP calls are scoped to the context.
+ * - "context-per-job": puppeteer-cluster's CONCURRENCY_CONTEXT, a fresh incognito context per job.
+ * Both keep a site's result independent of what ran before it (a retry never sees the first
+ * attempt's consent cookie); test/scanner/isolation.test.ts proves it and fails for PAGE mode,
+ * where cookies, storage, service workers and popups persist in one profile. A new context per job
+ * costs CPU and a renderer launch on the job's path: in `npm run bench:scan` (2 cores, concurrency 4,
+ * loaded machine) context-per-job did 3.07 pages/s (1.07x Crawlee), wiped-context 6.17-10.29
+ * (2.17-2.38x), for one more idle renderer per slot (the next job's page, opened ahead).
  */
 import { Cluster } from "puppeteer-cluster";
 import puppeteerCore, { type Page } from "puppeteer-core";
 import { EgressProxy, type EgressProxyOptions } from "./egress-proxy.ts";
+import { jobSettled, slotConcurrency, type SlotStats } from "./slot-concurrency.ts";
+
+export type BrowserIsolation = "wiped-context" | "context-per-job";
 
 export type BrowserPoolOptions = {
   executablePath: string;
@@ -27,6 +37,10 @@ export type BrowserPoolOptions = {
    * Production always sets it; without it the browser reaches whatever its pages name.
    */
   egress?: EgressProxyOptions;
+  /** How sites are kept apart (header comment); default "wiped-context". */
+  isolation?: BrowserIsolation;
+  /** Jobs a slot's context serves before a fresh one replaces it ("wiped-context" only). */
+  recycleAfter?: number;
 };
 
 export type PageTask<T> = (page: Page, url: string) => Promise<T>;
@@ -53,6 +67,7 @@ const CRASH_MESSAGE =
 const STALE_TARGET = /No target with given id found/;
 
 type ClusterOf = Cluster<string, unknown>;
+type ClusterConcurrency = NonNullable<NonNullable<Parameters<typeof Cluster.launch>[0]>["concurrency"]>;
 
 export class BrowserPool {
   readonly pageTimeoutMs: number;
@@ -65,6 +80,8 @@ export class BrowserPool {
   #recovering: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
   readonly #inflight = new Set<(err: Error) => void>();
+  /** Jobs, wipes and context recycles of the "wiped-context" slots, across relaunches. */
+  readonly slotStats: SlotStats = { jobs: 0, wipes: 0, recycles: 0, contexts: 0, wipeMs: 0 };
 
   private constructor(opts: BrowserPoolOptions) {
     this.#opts = opts;
@@ -143,7 +160,7 @@ export class BrowserPool {
   }
 
   async #launchCluster(): Promise<ClusterOf> {
-    const { executablePath, concurrency, pageTimeoutMs, hostResolverRules } = this.#opts;
+    const { executablePath, concurrency, pageTimeoutMs, hostResolverRules, isolation, recycleAfter } = this.#opts;
     const args = ["--disable-gpu", "--disable-background-networking", "--disable-component-update"];
     args.push("--disable-sync", "--no-first-run", "--disable-quic");
     // Chromium refuses to start its sandbox as root; elsewhere keep the sandbox.
@@ -158,7 +175,14 @@ export class BrowserPool {
     const cluster = (await Cluster.launch({
       // Without this, puppeteer-cluster require()s the full `puppeteer` and its downloaded Chrome.
       puppeteer: puppeteerCore,
-      concurrency: Cluster.CONCURRENCY_CONTEXT,
+      concurrency:
+        isolation === "context-per-job"
+          ? Cluster.CONCURRENCY_CONTEXT
+          : // Duck-typed like puppeteer-cluster's own implementations (init, close, workerInstance).
+            (slotConcurrency({
+              stats: this.slotStats,
+              ...(recycleAfter ? { recycleAfter } : {}),
+            }) as unknown as ClusterConcurrency),
       maxConcurrency: concurrency,
       timeout: pageTimeoutMs + JOB_HEADROOM_MS,
       retryLimit: 0, // JetStream redelivery owns retries
@@ -246,7 +270,13 @@ async function guarded<T>(page: Page, url: string, task: PageTask<T>, timeoutMs:
   browser.once("disconnected", onDisconnect);
   try {
     // The task keeps running if `died` wins; race() has already subscribed to its rejection.
-    return await Promise.race([task(page, url), died]);
+    const result = await Promise.race([task(page, url), died]);
+    jobSettled(page, true);
+    return result;
+  } catch (err) {
+    // A crashed page's context is thrown away; a site error (navigation, script) leaves it reusable.
+    jobSettled(page, !(err instanceof BrowserCrashError));
+    throw err;
   } finally {
     page.off("error", onCrash);
     browser.off("disconnected", onDisconnect);

@@ -4,13 +4,17 @@
  * both are scored against the corpus's ground truth. Times run from before the browser launch
  * to the last page answered. Ours tries the static fast path first (--no-fast-path: browser
  * only); the fast path is also run alone. Flags: --sites N (200), --concurrency N (browser
- * pages at once, 4, both crawlers), --json FILE, --skip-crawlee (development only: no ratio).
+ * pages at once, 4, both crawlers), --isolation wiped-context|context-per-job (BrowserPool's mode,
+ * default wiped-context), --json FILE, --skip-crawlee (development only: no ratio).
+ * Ours runs the production path: BrowserPool behind the SSRF egress proxy, with the corpus's
+ * `*.test` hosts allowed to 127.0.0.1. Both crawlers scan the landing page only (extraPages 0,
+ * no enqueueLinks), with the same page-side extraction.
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Configuration, log, PuppeteerCrawler } from "crawlee";
 import puppeteerCore from "puppeteer-core";
-import { BrowserPool } from "../../actors/scanner/browser-pool.ts";
+import { BrowserPool, type BrowserIsolation } from "../../actors/scanner/browser-pool.ts";
 import { startCapture, type Capturing } from "../../actors/scanner/extract-fonts.ts";
 import { scanSite, type ScanSiteOptions } from "../../actors/scanner/scan-site.ts";
 import { staticScan } from "../../actors/scanner/static-path.ts";
@@ -28,6 +32,7 @@ type Run = {
   score: Score;
   paths?: Record<string, number>;
   escalations?: Record<string, number>;
+  slots?: BrowserPool["slotStats"];
 };
 const POLICY = { allowHosts: ["*.test"], hostMap: { "*.test": "127.0.0.1" } };
 
@@ -40,7 +45,12 @@ async function pull<T>(items: readonly T[], workers: number, work: (item: T) => 
   await Promise.all(Array.from({ length: workers }, worker));
 }
 
-async function runOurs(corpus: Corpus, concurrency: number, fastPath: boolean): Promise<Run> {
+async function runOurs(
+  corpus: Corpus,
+  concurrency: number,
+  fastPath: boolean,
+  isolation: BrowserIsolation,
+): Promise<Run> {
   const rss = sampleTreeRss();
   const started = performance.now();
   const pool = await BrowserPool.launch({
@@ -48,12 +58,16 @@ async function runOurs(corpus: Corpus, concurrency: number, fastPath: boolean): 
     concurrency,
     pageTimeoutMs: EXTRACT.navigationTimeoutMs,
     hostResolverRules: corpus.hostResolverRules,
+    // As production (actors/compose.ts): every request and redirect hop goes through the SSRF guard.
+    egress: { policy: POLICY, maxResponseBytes: 32 * 1024 * 1024 },
+    isolation,
   });
   const escalations: Record<string, number> = {};
   const opts: ScanSiteOptions = {
     ...POLICY,
     ...EXTRACT,
     fastPath,
+    extraPages: 0, // the Crawlee run scans landing pages only
     onEscalate: (reason) => void (escalations[reason] = (escalations[reason] ?? 0) + 1),
   };
   const found = new Map<string, Found>();
@@ -74,7 +88,16 @@ async function runOurs(corpus: Corpus, concurrency: number, fastPath: boolean): 
   }
   const peakRssMb = rss.stop();
   const scored = score(corpus.sites, found);
-  return { seconds, pagesPerSecond: corpus.sites.length / seconds, peakRssMb, score: scored, paths, escalations };
+  const slots = { ...pool.slotStats };
+  return {
+    seconds,
+    pagesPerSecond: corpus.sites.length / seconds,
+    peakRssMb,
+    score: scored,
+    paths,
+    escalations,
+    slots,
+  };
 }
 
 /**
@@ -190,6 +213,7 @@ async function main(): Promise<void> {
       json: { type: "string" },
       "no-fast-path": { type: "boolean", default: false },
       "skip-crawlee": { type: "boolean", default: false },
+      isolation: { type: "string", default: "wiped-context" },
     },
   });
   const sites = Number(values.sites);
@@ -198,27 +222,33 @@ async function main(): Promise<void> {
     throw new Error("--sites must be an integer ≥ 5 and --concurrency ≥ 1");
   }
   const fastPath = !values["no-fast-path"];
+  const isolation = values.isolation as BrowserIsolation;
+  if (isolation !== "wiped-context" && isolation !== "context-per-job") {
+    throw new Error("--isolation must be wiped-context or context-per-job");
+  }
   const corpus = await startCorpus({ sites });
   try {
     const mix = VARIANTS.map((v) => `${v} ${corpus.sites.filter((s) => s.variant === v).length}`).join(", ");
     console.log(`corpus: ${sites} sites (${mix}), images on every page; browser concurrency ${concurrency}`);
-    const ours = await runOurs(corpus, concurrency, fastPath);
+    const ours = await runOurs(corpus, concurrency, fastPath, isolation);
     const crawlee = values["skip-crawlee"] ? null : await runCrawlee(corpus, concurrency);
     const fast = await runFastPath(corpus, concurrency);
     const fastPathShare = (ours.paths?.static ?? 0) / sites;
     printTable([
-      [`glyphscan (${fastPath ? "fast path, then " : ""}BrowserPool CONTEXT)`, ours],
+      [`glyphscan (${fastPath ? "fast path, then " : ""}BrowserPool ${isolation}, egress proxy)`, ours],
       ["Crawlee PuppeteerCrawler (defaults)", crawlee],
       [`fast path alone (answered ${fast.answered}/${sites}; scored on those)`, fast],
     ]);
     const ratio = crawlee ? ours.pagesPerSecond / crawlee.pagesPerSecond : null;
     console.log(`paths: ${JSON.stringify(ours.paths)}; fast path share ${fmt(fastPathShare, 3)}`);
     console.log(`escalated to the browser: ${JSON.stringify(ours.escalations)}`);
+    if (isolation === "wiped-context") console.log(`browser slots: ${JSON.stringify(ours.slots)}`);
     console.log(`ratio vs Crawlee: ${ratio === null ? "not measured" : fmt(ratio)}x (goal ≥ 2x)`);
     if (values.json) {
       const figures = {
         sites,
         concurrency,
+        isolation,
         pagesPerSecond: ours.pagesPerSecond,
         crawleePagesPerSecond: crawlee?.pagesPerSecond ?? null,
         ratioVsCrawlee: ratio,
