@@ -40,6 +40,8 @@ export class Dispatcher implements Service {
   state: ServiceState = "starting";
   #timer: NodeJS.Timeout | undefined;
   #tick: Promise<unknown> = Promise.resolve();
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #sweep: Promise<unknown> = Promise.resolve();
   readonly #region: string;
   readonly #store: DomainStore;
   readonly #js: JetStreamClient;
@@ -84,6 +86,19 @@ export class Dispatcher implements Service {
         });
     };
     loop();
+    // The slow sweep puts back due-index entries a crash left missing (see due-index.ts).
+    const sweep = () => {
+      if (this.state !== "running") return;
+      this.#sweep = (this.leading ? this.#store.repairDueIndex(this.#region) : Promise.resolve(0))
+        .then((added) => {
+          if (added > 0) this.#log.info({ added }, "due index: missing entries put back");
+        })
+        .catch((err: unknown) => this.#log.warn({ err: errorMessage(err) }, "due index sweep failed"))
+        .finally(() => {
+          if (this.state === "running") this.#sweepTimer = setTimeout(sweep, this.#policy.dueSweepMs);
+        });
+    };
+    this.#sweepTimer = setTimeout(sweep, this.#policy.dueSweepMs);
   }
 
   /** May this dispatcher publish now? */
@@ -174,7 +189,8 @@ export class Dispatcher implements Service {
     if (this.state === "stopped") return;
     this.state = "stopped";
     clearTimeout(this.#timer);
-    await this.#tick;
+    clearTimeout(this.#sweepTimer);
+    await Promise.all([this.#tick, this.#sweep]);
     await this.leadership?.stop();
   }
 }

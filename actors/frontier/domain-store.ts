@@ -4,7 +4,7 @@
  * and a lease is checked by its owner token on write-back.
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { Collection } from "mongodb";
+import { MongoBulkWriteError, type Collection } from "mongodb";
 import type { Collections, HostDoc } from "../store/database.ts";
 import type { DomainDoc, ScanSummary } from "../store/documents.ts";
 import {
@@ -18,6 +18,7 @@ import {
 } from "../../protocol/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import { backoffDelay, classifyFailure, retryPolicy, type AttemptRecord, type Cause } from "./failures.ts";
+import { DueIndex, mapLimit, type DueCandidate, type DueRoundStats } from "./due-index.ts";
 
 export type FrontierPolicy = Config["frontier"];
 
@@ -56,6 +57,28 @@ export function fontsKeyOf(result: ScanResult): string {
 
 export type RescanRequest = "requested" | "leased" | "unknown";
 
+/** Admission upserts per bulk write. */
+const UPSERT_CHUNK = 100;
+/** Claims (point updates) in flight at once within a round. */
+const CLAIM_PARALLEL = 16;
+
+/** What a round reads of a domain to validate and order it. */
+const DUE_PROJECTION = {
+  _id: 1,
+  region: 1,
+  nextScanAt: 1,
+  priority: 1,
+  manual: 1,
+  ip: 1,
+  state: 1,
+  attempts: 1,
+  leaseToken: 1,
+} as const;
+type DueDomain = Pick<
+  FrontierDoc,
+  "_id" | "region" | "nextScanAt" | "priority" | "manual" | "ip" | "state" | "attempts" | "leaseToken"
+>;
+
 export interface LeasedJob {
   job: ScanJob;
   traceparent: string | undefined;
@@ -66,12 +89,46 @@ export class DomainStore {
   readonly #domains: Collection<FrontierDoc>;
   readonly #policy: FrontierPolicy;
   readonly #opts: DomainStoreOptions;
+  readonly #due: DueIndex;
+  /** Point operations of the last leaseDue round (bench, tests). */
+  lastRound: DueRoundStats & { claims: number } = { indexReads: 0, domainReads: 0, stale: 0, claims: 0 };
 
   constructor(collections: Collections, policy: FrontierPolicy, opts: DomainStoreOptions = {}) {
     this.#c = collections;
     this.#domains = collections.domains;
     this.#policy = policy;
     this.#opts = opts;
+    this.#due = new DueIndex(collections.frontierDue, {
+      bucketMs: policy.dueBucketMs,
+      priorities: [...Object.values(policy.sourcePriority), policy.defaultPriority],
+    });
+  }
+
+  /** The due index entry of a domain that will be due at `due` (written before the domain's change). */
+  #entry(doc: { _id: string; region: string; manual?: boolean; priority?: number }, due: Date) {
+    return { region: doc.region, rank: this.#due.rankOf(doc, this.#policy.defaultPriority), domain: doc._id, due };
+  }
+
+  /**
+   * Indexes domains written to `domains` directly (bulk loads, the bench): their due entries, as
+   * the store's own writes would have made them.
+   */
+  async indexDomains(
+    docs: ReadonlyArray<Pick<FrontierDoc, "_id" | "region" | "nextScanAt" | "manual" | "priority">>,
+  ): Promise<void> {
+    await this.#due.add(docs.filter((d) => d.nextScanAt).map((d) => this.#entry(d, d.nextScanAt!)));
+  }
+
+  /**
+   * The sweep: puts back the due entries of a region's domains that are missing (a crash between
+   * a domain write and its index write, a direct write to `domains`). One streamed read of the
+   * region's domains; returns how many entries were added.
+   */
+  async repairDueIndex(region: string): Promise<number> {
+    const docs = this.#domains
+      .find({ region }, { projection: { _id: 1, nextScanAt: 1, manual: 1, priority: 1 } })
+      .batchSize(1000);
+    return this.#due.repair(region, docs, this.#policy.defaultPriority);
   }
 
   /** A source's dispatch priority from config. */
@@ -101,49 +158,92 @@ export class DomainStore {
     );
   }
 
-  /** Inserts new domains as due now; a known domain only gains the source. */
+  /**
+   * Inserts new domains as due now; a known domain only gains the source. With `fresh` (the
+   * caller's Bloom filter says these are new) they are inserted at once, their due entries written
+   * first, and only the ones MongoDB already has (a duplicate key: seen before the filter's window)
+   * take the upsert; without it, every admission is an upsert and the new ones are indexed after.
+   */
   async admit(
     admissions: ReadonlyArray<{
       admission: Admission;
       traceparent: string | undefined;
     }>,
     now = new Date(),
+    { fresh = false }: { fresh?: boolean } = {},
   ): Promise<void> {
     if (admissions.length === 0) return;
     // A replayed dead letter of a parked domain gives it its attempts back and makes it due.
-    const revive = admissions.filter(({ admission: a }) => a.revive === true);
-    if (revive.length > 0) {
-      await this.#domains.bulkWrite(
-        revive.map(({ admission: a }) => ({
-          updateOne: {
-            filter: { _id: a.domain, state: "failed" as const },
-            update: { $set: { state: "queued" as const, attempts: 0, nextScanAt: now, parkedAt: null } },
-          },
-        })),
-        { ordered: false },
+    for (const { admission: a } of admissions.filter(({ admission: a }) => a.revive === true)) {
+      const doc = await this.#domains.findOne({ _id: a.domain }, { projection: { region: 1, manual: 1, priority: 1 } });
+      if (!doc) continue;
+      await this.#due.add([this.#entry(doc, now)]);
+      await this.#domains.updateOne(
+        { _id: a.domain, state: "failed" as const },
+        { $set: { state: "queued" as const, attempts: 0, nextScanAt: now, parkedAt: null } },
       );
     }
-    await this.#domains.bulkWrite(
-      admissions.map(({ admission: a, traceparent }) => ({
+    let upserts = admissions;
+    if (fresh) {
+      const docs = new Map<string, FrontierDoc>();
+      for (const { admission: a, traceparent } of admissions) {
+        const doc = docs.get(a.domain);
+        if (doc) {
+          if (!doc.sources.includes(a.source)) doc.sources.push(a.source);
+          doc.priority = Math.max(doc.priority!, this.priorityOf(a.source));
+          continue;
+        }
+        docs.set(a.domain, {
+          _id: a.domain,
+          ...this.#newDomain(a, traceparent ?? null, now),
+          sources: [a.source],
+          lastSeenAt: now,
+          priority: this.priorityOf(a.source),
+        });
+      }
+      await this.#due.add([...docs.values()].map((d) => this.#entry(d, now)));
+      const known = new Set<string>();
+      try {
+        await this.#domains.insertMany([...docs.values()], { ordered: false });
+      } catch (err) {
+        if (!(err instanceof MongoBulkWriteError)) throw err;
+        const errors: Array<{ code: number; index: number }> = [err.writeErrors].flat();
+        if (errors.some((e) => e.code !== 11000)) throw err;
+        const ids = [...docs.keys()];
+        for (const e of errors) known.add(ids[e.index]!);
+      }
+      upserts = admissions.filter(({ admission: a }) => known.has(a.domain));
+      if (upserts.length === 0) return;
+    }
+    // In chunks: FerretDB v1 stalls on bulk upserts of 1,000 (seen in the ingest bench), not on 100.
+    const upserted: Array<{ k: number; id: unknown }> = [];
+    for (let i = 0; i < upserts.length; i += UPSERT_CHUNK) {
+      const chunk = upserts.slice(i, i + UPSERT_CHUNK);
+      const result = await this.#upsertChunk(chunk, now);
+      for (const [k, id] of Object.entries(result.upsertedIds)) upserted.push({ k: i + Number(k), id });
+    }
+    // Indexed after the upsert (only it tells which are new); a crash in between is the sweep's.
+    const inserted = new Map<string, { _id: string; region: string; priority: number }>();
+    for (const { k, id } of upserted) {
+      const a = upserts[k]!.admission;
+      inserted.set(String(id), { _id: String(id), region: a.region, priority: -Infinity });
+    }
+    // An upserted domain's priority is the highest of the batch's sources, as `$max` makes it.
+    for (const { admission: a } of upserts) {
+      const d = inserted.get(a.domain);
+      if (d) d.priority = Math.max(d.priority, this.priorityOf(a.source));
+    }
+    await this.#due.add([...inserted.values()].map((d) => this.#entry(d, now)));
+  }
+
+  /** One bulk write of admission upserts: a new domain gets its first fields, a known one the source. */
+  #upsertChunk(upserts: ReadonlyArray<{ admission: Admission; traceparent: string | undefined }>, now: Date) {
+    return this.#domains.bulkWrite(
+      upserts.map(({ admission: a, traceparent }) => ({
         updateOne: {
           filter: { _id: a.domain },
           update: {
-            $setOnInsert: {
-              region: a.region,
-              state: "queued" as const,
-              seedUrl: a.seedUrl,
-              firstSeenAt: now,
-              nextScanAt: now,
-              attempts: 0,
-              leaseToken: null,
-              leaseJobId: null,
-              leaseUntil: null,
-              lastScanAt: null,
-              scanCount: 0,
-              latest: null,
-              // The first scan continues the trace of the feed message that brought the domain.
-              traceparent: traceparent ?? null,
-            },
+            $setOnInsert: this.#newDomain(a, traceparent ?? null, now),
             $addToSet: { sources: a.source },
             $set: { lastSeenAt: now },
             $max: { priority: this.priorityOf(a.source) },
@@ -153,6 +253,26 @@ export class DomainStore {
       })),
       { ordered: false },
     );
+  }
+
+  /** The fields a new domain starts with. */
+  #newDomain(a: Admission, traceparent: string | null, now: Date) {
+    return {
+      region: a.region,
+      state: "queued" as const,
+      seedUrl: a.seedUrl,
+      firstSeenAt: now,
+      nextScanAt: now,
+      attempts: 0,
+      leaseToken: null,
+      leaseJobId: null,
+      leaseUntil: null,
+      lastScanAt: null,
+      scanCount: 0,
+      latest: null,
+      // The first scan continues the trace of the feed message that brought the domain.
+      traceparent,
+    };
   }
 
   /** Jobs not yet answered whose lease still runs: what the region's scanners hold. */
@@ -177,33 +297,60 @@ export class DomainStore {
   }
 
   /**
-   * Leases up to `limit` due domains in one round, without transactions: read the soonest due
-   * ids, claim them in one conditional updateMany (`_id` among them and still due: a domain
-   * another dispatcher claimed meanwhile has moved its nextScanAt to its lease's end and no longer
-   * matches), then read back which ones carry this round's token. A lease moves nextScanAt to the
-   * lease's end, so a job whose scanner vanished becomes due again by itself when it runs out.
-   * (One updateMany, not a bulkWrite of per-id updates: FerretDB v1 runs the latter very slowly.)
+   * Leases up to `limit` due domains in one round, without transactions and with `_id` point
+   * operations only: the due index yields the round's due domains in dispatch order (manual
+   * rescans, then priority, then soonest), each checked against its domain document (an index
+   * entry whose due time is no longer the domain's nextScanAt is stale and dropped). Each is then
+   * claimed by one update by `_id`, after the index entry of its lease's end is written, so a job
+   * whose scanner vanished becomes due again by itself when the lease runs out. The claim is not
+   * conditional in the database (FerretDB v1 scans the whole collection for any filter beyond
+   * `_id`): a region's dispatchers are kept apart by its leader lease, and rounds of two stores one
+   * after the other never claim a domain twice, since the first moves its nextScanAt.
    */
   async leaseDue(region: string, limit: number, now = new Date()): Promise<LeasedJob[]> {
     if (limit <= 0) return [];
-    const listed = await this.dueCursor(region, limit, now).toArray();
-    if (listed.length === 0) return [];
+    const round = await this.#due.round<DueDomain>(
+      region,
+      limit,
+      now,
+      (_id) => this.#domains.findOne<DueDomain>({ _id }, { projection: DUE_PROJECTION }),
+      this.#policy.dueBucketMs,
+    );
+    this.lastRound = { ...round.stats, claims: 0 };
+    if (round.candidates.length === 0) {
+      await round.commit([]);
+      return [];
+    }
+    // Within a rank (manual rescans of every priority share one): highest priority, then soonest.
+    const rankIndex = new Map(this.#due.ranks.map((r, i) => [r, i]));
+    const listed = [...round.candidates]
+      .sort(
+        (a, b) =>
+          rankIndex.get(a.rank)! - rankIndex.get(b.rank)! ||
+          (b.doc.priority ?? this.#policy.defaultPriority) - (a.doc.priority ?? this.#policy.defaultPriority) ||
+          a.due - b.due,
+      )
+      .map((c) => c.doc);
     const parked = await this.#expiredLeases(listed, now);
     const due = listed.filter((d) => !parked.has(d._id));
     const { allowed: candidates, hosts } = await this.#perIpLimit(region, due, now);
-    if (candidates.length === 0) return [];
     const token = `${now.getTime().toString(36)}-${randomBytes(6).toString("hex")}`;
     const leaseUntil = new Date(now.getTime() + this.#policy.leaseMs);
-    await this.#c.domains.updateMany(
-      { _id: { $in: candidates.map((c) => c._id) }, region, nextScanAt: { $lte: now } },
-      {
-        $set: { state: "leased", leaseToken: token, leaseJobId: null, leaseUntil, nextScanAt: leaseUntil },
-        $inc: { attempts: 1 },
-      },
+    await this.#due.add(candidates.map((c) => this.#entry(c, leaseUntil)));
+    const claimed = await mapLimit(candidates, CLAIM_PARALLEL, (c) =>
+      this.#domains.findOneAndUpdate(
+        { _id: c._id },
+        {
+          $set: { state: "leased", leaseToken: token, leaseJobId: null, leaseUntil, nextScanAt: leaseUntil },
+          $inc: { attempts: 1 },
+        },
+        { returnDocument: "after" },
+      ),
     );
-    const won = await this.#c.domains.find({ _id: { $in: candidates.map((c) => c._id) }, leaseToken: token }).toArray();
-    const order = new Map(candidates.map((c, i) => [c._id, i]));
-    won.sort((a, b) => order.get(a._id)! - order.get(b._id)!);
+    const won = claimed.filter((d): d is NonNullable<typeof d> => d !== null && d.leaseToken === token);
+    this.lastRound.claims = candidates.length;
+    // Every candidate is handled: claimed, parked, or moved later (per-IP), each with its new entry.
+    await round.commit(round.candidates as Iterable<DueCandidate<DueDomain>>);
     await this.#recordIpLeases(hosts, won, leaseUntil, now);
     return won.map((doc) => ({
       traceparent: doc.traceparent ?? undefined,
@@ -231,8 +378,8 @@ export class DomainStore {
     const policy = retryPolicy(this.#policy, { cause: "lease-expired", httpStatus: null });
     for (const d of due) {
       if (d.state !== "leased" || !d._id || !d.leaseToken) continue;
-      const doc = await this.#domains.findOne({ _id: d._id, leaseToken: d.leaseToken });
-      if (!doc) continue;
+      const doc = await this.#domains.findOne({ _id: d._id });
+      if (!doc || doc.leaseToken !== d.leaseToken) continue;
       const entry: AttemptRecord = {
         at: doc.leaseUntil ?? now,
         attempt: doc.attempts,
@@ -249,8 +396,9 @@ export class DomainStore {
         const cause = { cause: "lease-expired" as const, httpStatus: null, reason: entry.reason! };
         await this.#opts.deadLetter(parkedLetter(doc, cause, doc.attempts, history, entry.at.toISOString(), now));
       }
+      // By `_id` only (FerretDB scans for more): the round's leader read the token just now.
       const updated = await this.#domains.updateOne(
-        { _id: doc._id, leaseToken: d.leaseToken },
+        { _id: doc._id },
         park
           ? {
               $set: {
@@ -279,14 +427,17 @@ export class DomainStore {
    */
   async #perIpLimit(
     region: string,
-    due: ReadonlyArray<Pick<FrontierDoc, "_id" | "ip">>,
+    due: readonly DueDomain[],
     now: Date,
-  ): Promise<{ allowed: Array<Pick<FrontierDoc, "_id" | "ip">>; hosts: Map<string, HostDoc> }> {
+  ): Promise<{ allowed: DueDomain[]; hosts: Map<string, HostDoc> }> {
     const hosts = new Map<string, HostDoc>();
     const ips = [...new Set(due.map((d) => d.ip).filter((ip): ip is string => typeof ip === "string" && ip !== ""))];
     if (ips.length === 0) return { allowed: [...due], hosts };
-    const docs = await this.#c.frontierHosts.find({ _id: { $in: ips.map((ip) => hostKey(region, ip)) } }).toArray();
-    const byId = new Map(docs.map((d) => [d._id, d]));
+    // Point reads, not `$in` (FerretDB v1 answers `$in` by reading the whole collection).
+    const docs = await mapLimit(ips, CLAIM_PARALLEL, (ip) =>
+      this.#c.frontierHosts.findOne({ _id: hostKey(region, ip) }),
+    );
+    const byId = new Map(docs.filter((d) => d !== null).map((d) => [d._id, d]));
     const room = new Map<string, number>();
     for (const ip of ips) {
       const id = hostKey(region, ip);
@@ -300,8 +451,8 @@ export class DomainStore {
       const free = Math.max(0, this.#policy.maxLeasesPerIp - live.length);
       room.set(ip, spaced ? (this.#policy.ipSpacingMs > 0 ? Math.min(1, free) : free) : 0);
     }
-    const allowed: Array<Pick<FrontierDoc, "_id" | "ip">> = [];
-    const held: string[] = [];
+    const allowed: DueDomain[] = [];
+    const held: DueDomain[] = [];
     for (const d of due) {
       const ip = typeof d.ip === "string" && d.ip !== "" ? d.ip : null;
       if (ip === null) {
@@ -312,13 +463,13 @@ export class DomainStore {
       if (left > 0) {
         room.set(ip, left - 1);
         allowed.push(d);
-      } else held.push(d._id);
+      } else held.push(d);
     }
     if (held.length > 0) {
       const later = new Date(now.getTime() + Math.max(this.#policy.ipSpacingMs, this.#policy.dispatchIntervalMs));
-      await this.#domains.updateMany(
-        { _id: { $in: held }, region, nextScanAt: { $lte: now } },
-        { $set: { nextScanAt: later } },
+      await this.#due.add(held.map((d) => this.#entry(d, later)));
+      await mapLimit(held, CLAIM_PARALLEL, (d) =>
+        this.#domains.updateOne({ _id: d._id }, { $set: { nextScanAt: later } }),
       );
     }
     return { allowed, hosts };
@@ -361,6 +512,10 @@ export class DomainStore {
    * is already under way). A parked domain gets its attempts back.
    */
   async requestRescan(domain: string, now = new Date()): Promise<RescanRequest> {
+    const doc = await this.#domains.findOne({ _id: domain }, { projection: { region: 1, priority: 1 } });
+    if (!doc) return "unknown";
+    // The entry first: if the domain turns out leased, it is stale and dropped when read.
+    await this.#due.add([this.#entry({ ...doc, manual: true }, now)]);
     const updated = await this.#domains.updateOne(
       { _id: domain, $or: [{ state: { $ne: "leased" } }, { leaseUntil: null }, { leaseUntil: { $lte: now } }] },
       { $set: { nextScanAt: now, manual: true, attempts: 0 } },
@@ -371,8 +526,13 @@ export class DomainStore {
 
   /** Gives a lease back at once (its job could not be published), so the domain is due again. */
   async releaseLease(domain: string, token: string, now = new Date()): Promise<void> {
-    const doc = await this.#domains.findOne({ _id: domain, leaseToken: token }, { projection: { region: 1, ip: 1 } });
-    if (doc) await this.#releaseIp(doc.region, domain, doc.ip);
+    const doc = await this.#domains.findOne(
+      { _id: domain },
+      { projection: { region: 1, ip: 1, leaseToken: 1, manual: 1, priority: 1 } },
+    );
+    if (doc?.leaseToken !== token) return;
+    await this.#releaseIp(doc.region, domain, doc.ip);
+    await this.#due.add([this.#entry(doc, now)]);
     await this.#c.domains.updateOne(
       { _id: domain, leaseToken: token },
       {
@@ -428,6 +588,8 @@ export class DomainStore {
         await this.#opts.deadLetter(parkedLetter(current, cause, attempts, history, result.report.finishedAt, now));
       }
       await this.#releaseIp(current.region, current._id, current.ip);
+      const manual = !ok && !parked && current.manual === true;
+      if (nextScanAt) await this.#due.add([this.#entry({ ...current, manual }, nextScanAt)]);
       const updated = await this.#domains.updateOne(
         { _id: result.domain, leaseToken: result.leaseToken },
         {
@@ -435,7 +597,7 @@ export class DomainStore {
             ...(fontsKey === undefined ? {} : { fontsKey }),
             ...(rescanMs === undefined ? {} : { rescanMs }),
             // A manual request stays pending through retries, until a scan answers it or parks.
-            manual: !ok && !parked && current.manual === true,
+            manual,
             state: ok ? "scanned" : parked ? "failed" : "retry",
             attempts,
             nextScanAt,

@@ -1,4 +1,4 @@
-/** Admissions into the frontier: upsert the domain, due now if it is new. */
+/** Admissions into the frontier: insert the domain due now (indexed first); a known one only gains the source. */
 import type { ActorDefinition } from "../../cluster/actor.ts";
 import { consumers, streams } from "../../protocol/mod.ts";
 import type { DomainStore } from "./domain-store.ts";
@@ -12,7 +12,10 @@ export function frontierActor(region: string, store: DomainStore): ActorDefiniti
     accept: ["admission"],
     concurrency: 16,
     async handle(admission, ctx) {
-      await store.admit([{ admission, traceparent: ctx.traceparent }]);
+      // The coordinator admits only what its Bloom filter says is new: insert, upsert on a duplicate.
+      await store.admit([{ admission, traceparent: ctx.traceparent }], new Date(), {
+        fresh: admission.revive !== true,
+      });
     },
   };
 }

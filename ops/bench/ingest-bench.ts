@@ -3,16 +3,18 @@
  *
  *  - domains/s from feed to frontier for a firehose-skewed feed (every distinct domain once,
  *    the rest repeats drawn with a power-law skew), with dedupe by the Bloom filter (as the
- *    coordinator does: has → admit → testAndSet), by MongoDB upserts alone, and by an exact
- *    Redis set (SADD);
+ *    coordinator and frontier do: has → insert what is new, upsert on a duplicate key →
+ *    testAndSet), by MongoDB upserts alone (one per message, deduplicated within a batch), and by
+ *    an exact Redis set (SADD);
+ *  - FerretDB's cost of inserting new domains vs upserting them;
  *  - Redis bytes per domain, Bloom vs exact set (MEMORY USAGE);
  *  - the Bloom filter's measured false-positive rate on domains never fed;
- *  - the dispatcher's due-domains query time at two frontier sizes.
+ *  - a dispatch round (find due domains in the due index + claim a batch) at two frontier sizes,
+ *    with its point reads, next to FerretDB's plan for the old due query.
  *
  * The issue's sizes (1M messages over 300k domains; frontier 100k and 1M) take far longer than
- * ten minutes against FerretDB v1 (SQLite) on a 2-core machine (5k messages already take ~1 min,
- * most of it FerretDB upserts), so the defaults are scaled down 200x (feed) and 100x (frontier),
- * in batches of 100 (FerretDB slows sharply on larger update batches). The full-size run:
+ * ten minutes against FerretDB v1 (SQLite) on a 2-core machine, so the defaults are scaled down
+ * 200x (feed) and 10x (frontier), in batches of 100. The full-size run:
  *   npm run bench:ingest -- --messages 1000000 --distinct 300000 --small 100000 --large 1000000 --batch 1000
  */
 import { writeFile } from "node:fs/promises";
@@ -28,8 +30,8 @@ const { values: args } = parseArgs({
   options: {
     messages: { type: "string", default: "5000" },
     distinct: { type: "string", default: "1500" },
-    small: { type: "string", default: "1000" },
-    large: { type: "string", default: "10000" },
+    small: { type: "string", default: "10000" },
+    large: { type: "string", default: "100000" },
     batch: { type: "string", default: "100" },
     "fp-probes": { type: "string", default: "100000" },
     json: { type: "string" },
@@ -60,10 +62,19 @@ async function main() {
   const redis = new Redis(redisServer.url);
   const results: Record<string, number> = {};
   const table: Array<[string, string]> = [];
+  // Each figure also goes to stderr as soon as it is measured: a long run that is cut short keeps what it had.
+  const push = table.push.bind(table);
+  table.push = (...rows) => {
+    for (const [k, v] of rows) process.stderr.write(`  = ${k}: ${v}\n`);
+    return push(...rows);
+  };
   try {
+    // Dispatch first: at the issue's sizes the ingest passes take the longest.
+    await dispatchTiming(mongoServer.url, results, table);
     const feed = firehose();
     const variants = ["bloom", "mongo-only", "exact-set"] as const;
     const rates: Record<string, number> = {};
+    const redisMs: Record<string, number> = {};
     for (const variant of variants) {
       const config = loadConfig({
         env: {},
@@ -80,11 +91,13 @@ async function main() {
       });
       process.stderr.write(`ingest ${variant}...\n`);
       const started = performance.now();
+      let inRedis = 0;
       for (let i = 0; i < feed.length; i += BATCH) {
         const now = new Date();
         const domains = [...new Set(feed.slice(i, i + BATCH))];
         // Each variant mirrors the coordinator: check, admit what is new, then mark it seen.
         let fresh = domains;
+        const r0 = performance.now();
         if (variant === "bloom") {
           const had = await seen.has(domains, now.getTime());
           fresh = domains.filter((_, k) => !had[k]);
@@ -92,19 +105,28 @@ async function main() {
           const had = await redis.smismember("bench:exact", ...domains);
           fresh = domains.filter((_, k) => had[k] === 0);
         }
+        inRedis += performance.now() - r0;
+        // What the filter says is new is inserted (the frontier upserts only duplicate keys);
+        // MongoDB-only dedupe has nothing to go by, so it upserts every domain of the batch.
         await store.admit(
           fresh.map((d) => admission(d, now)),
           now,
+          { fresh: variant !== "mongo-only" },
         );
+        const r1 = performance.now();
         if (variant === "bloom") await seen.testAndSet(fresh, now.getTime());
         else if (variant === "exact-set" && fresh.length > 0) await redis.sadd("bench:exact", ...fresh);
+        inRedis += performance.now() - r1;
+        if ((i / BATCH) % 100 === 99) process.stderr.write(`  ${i + BATCH} messages\n`);
       }
       const seconds = (performance.now() - started) / 1000;
+      redisMs[variant] = inRedis;
       rates[variant] = M / seconds;
       const count = await db.collections.domains.estimatedDocumentCount();
       table.push([
         `ingest ${variant}`,
-        `${Math.round(rates[variant])} msgs/s (${seconds.toFixed(1)} s, ${count} domains stored)`,
+        `${Math.round(rates[variant])} msgs/s (${seconds.toFixed(1)} s, ${(inRedis / 1000).toFixed(1)} s of it in Redis, ` +
+          `${count} domains stored)`,
       ]);
       if (variant === "bloom") {
         const bytes = Number(await redis.call("MEMORY", "USAGE", seen.keyAt(Date.now()), "SAMPLES", "0"));
@@ -122,6 +144,8 @@ async function main() {
     results["ingestMongoOnlyPerSec"] = rates["mongo-only"]!;
     results["ingestExactSetPerSec"] = rates["exact-set"]!;
     results["ingestRatioBloomVsMongoOnly"] = rates["bloom"]! / rates["mongo-only"]!;
+    results["bloomRedisShare"] = redisMs["bloom"]! / 1000 / (M / rates["bloom"]!);
+    table.push(["ingest ratio Bloom/MongoDB-only", results["ingestRatioBloomVsMongoOnly"].toFixed(2)]);
     const exactBytes = Number(await redis.call("MEMORY", "USAGE", "bench:exact", "SAMPLES", "0"));
     results["exactSetBytesPerDomain"] = exactBytes / D;
     results["memoryRatioExactVsBloom"] = results["exactSetBytesPerDomain"] / results["bloomBytesPerDomain"]!;
@@ -133,7 +157,7 @@ async function main() {
       "Bloom false positives",
       `${results["measuredFalsePositiveRate"]} measured, ${results["targetFalsePositiveRate"]} target`,
     ]);
-    await dispatchTiming(mongoServer.url, results, table);
+    await insertVsUpsert(mongoServer.url, results, table);
   } finally {
     redis.disconnect();
     await stopAll();
@@ -143,53 +167,113 @@ async function main() {
   if (args.json) await writeFile(args.json, `${JSON.stringify({ messages: M, distinct: D, ...results }, null, 2)}\n`);
 }
 
-/** Median time of the dispatcher's due query (limit = one dispatch batch) at two frontier sizes. */
+/** FerretDB's cost per new domain: insertMany vs upsert (bulkWrite of updateOne with upsert), same documents. */
+async function insertVsUpsert(url: string, results: Record<string, number>, table: Array<[string, string]>) {
+  const config = loadConfig({ env: {}, overrides: { mongo: { url, database: "bench_insert" } } });
+  const db = await openDatabase(config);
+  const n = Math.min(D, 20_000);
+  const doc = (id: string) => ({
+    region: "local",
+    state: "queued" as const,
+    seedUrl: `https://${id}/`,
+    nextScanAt: new Date(),
+  });
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += BATCH) {
+    await db.collections.domains.insertMany(
+      Array.from({ length: Math.min(BATCH, n - i) }, (_, k) => ({
+        _id: `i${i + k}.example`,
+        ...doc(`i${i + k}`),
+      })) as never,
+      { ordered: false },
+    );
+  }
+  const insertMs = (performance.now() - t0) / n;
+  const t1 = performance.now();
+  for (let i = 0; i < n; i += BATCH) {
+    await db.collections.domains.bulkWrite(
+      Array.from({ length: Math.min(BATCH, n - i) }, (_, k) => ({
+        updateOne: { filter: { _id: `u${i + k}.example` }, update: { $setOnInsert: doc(`u${i + k}`) }, upsert: true },
+      })),
+      { ordered: false },
+    );
+  }
+  const upsertMs = (performance.now() - t1) / n;
+  results["insertMsPerDomain"] = insertMs;
+  results["upsertMsPerDomain"] = upsertMs;
+  table.push([
+    "FerretDB new domain",
+    `insert ${insertMs.toFixed(3)} ms, upsert ${upsertMs.toFixed(3)} ms (${n} each, batches of ${BATCH})`,
+  ]);
+  await db.db.dropDatabase();
+  await db.close();
+}
+
+/**
+ * A dispatch round as the dispatcher runs it (due domains from the due index, checked and claimed
+ * by `_id`), median of 7, at two frontier sizes; the frontier is loaded with insertMany and
+ * indexed through the store's bulk path.
+ */
 async function dispatchTiming(url: string, results: Record<string, number>, table: Array<[string, string]>) {
   const config = loadConfig({ env: {}, overrides: { mongo: { url, database: "bench_dispatch" } } });
   const db = await openDatabase(config);
   const store = new DomainStore(db.collections, config.frontier);
   const sizes = [Number(args.small), Number(args.large)];
   const base = Date.now() - 86_400_000;
+  // A twentieth of the local region is due; one batch per round, small enough for 7 rounds at the small size.
+  const batch = Math.max(1, Math.min(config.frontier.dispatchBatch, Math.floor(sizes[0]! / 20 / 8)));
   let have = 0;
   const medians: number[] = [];
   const idMedians: number[] = [];
+  const reads: number[] = [];
   for (const size of sizes) {
     for (let i = have; i < size; i += 5_000) {
       const n = Math.min(5_000, size - i);
-      await db.collections.domains.insertMany(
-        Array.from({ length: n }, (_, k) => ({
-          _id: `d${i + k}.example`,
-          region: (i + k) % 4 === 0 ? "local" : "other",
-          state: "queued" as const,
-          seedUrl: "",
-          sources: [],
-          firstSeenAt: new Date(base),
-          lastSeenAt: new Date(base),
-          // Mostly in the future (scanned, waiting for the rescan), a few due now.
-          nextScanAt: new Date(base + ((i + k) % 50 === 0 ? 0 : 2 * 86_400_000) + (i + k)),
-          attempts: 0,
-          leaseToken: null,
-          leaseJobId: null,
-          leaseUntil: null,
-          lastScanAt: null,
-          scanCount: 0,
-          latest: null,
-          traceparent: null,
-        })),
-        { ordered: false },
-      );
+      const docs = Array.from({ length: n }, (_, k) => ({
+        _id: `d${i + k}.example`,
+        region: (i + k) % 4 === 0 ? "local" : "other",
+        state: "queued" as const,
+        seedUrl: "",
+        sources: [],
+        firstSeenAt: new Date(base),
+        lastSeenAt: new Date(base),
+        // Mostly in the future (scanned, waiting for the rescan), a few due now.
+        nextScanAt: new Date(base + ((i + k) % 5 === 0 ? 0 : 2 * 86_400_000) + (i + k)),
+        attempts: 0,
+        leaseToken: null,
+        leaseJobId: null,
+        leaseUntil: null,
+        lastScanAt: null,
+        scanCount: 0,
+        latest: null,
+        traceparent: null,
+      }));
+      await db.collections.domains.insertMany(docs, { ordered: false });
+      await store.indexDomains(docs);
     }
     have = size;
-    process.stderr.write(`frontier of ${size} domains inserted\n`);
+    process.stderr.write(`frontier of ${size} domains inserted and indexed\n`);
+    // One round untimed: the first after a bulk load pays for SQLite's checkpoint and a cold cache.
+    await store.leaseDue("local", batch);
     const times: number[] = [];
+    const roundReads: number[] = [];
+    let claimed = 0;
     for (let r = 0; r < 7; r++) {
       const t0 = performance.now();
-      await store.dueCursor("local", config.frontier.dispatchBatch).toArray();
+      claimed += (await store.leaseDue("local", batch)).length;
       times.push(performance.now() - t0);
+      const s = store.lastRound;
+      roundReads.push(s.indexReads + s.domainReads);
     }
     times.sort((a, b) => a - b);
     medians.push(times[3]!);
-    table.push([`dispatch query @${size}`, `${times[3]!.toFixed(1)} ms median of 7`]);
+    reads.push(Math.max(...roundReads));
+    const s = store.lastRound;
+    table.push([
+      `dispatch round @${size}`,
+      `${times[3]!.toFixed(1)} ms median of 7 (batch ${batch}, ${claimed} claimed; last round: ` +
+        `${s.indexReads} index + ${s.domainReads} domain point reads, ${s.claims} claims)`,
+    ]);
     // The cheapest read there is, one document by `_id`: does even that depend on the size?
     const byId: number[] = [];
     for (let r = 0; r < 7; r++) {
@@ -204,10 +288,21 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
   results["dispatchMsSmall"] = medians[0]!;
   results["dispatchMsLarge"] = medians[1]!;
   results["dispatchRatio1MVs100k"] = medians[1]! / medians[0]!;
+  results["dispatchPointReadsSmall"] = reads[0]!;
+  results["dispatchPointReadsLarge"] = reads[1]!;
   results["idLookupRatio1MVs100k"] = idMedians[1]! / idMedians[0]!;
   table.push(["dispatch ratio large/small", results["dispatchRatio1MVs100k"].toFixed(2)]);
+  table.push(["point reads per round small/large", `${reads[0]} / ${reads[1]} (most in any of the 7 rounds)`]);
   table.push(["findOne by _id ratio large/small", results["idLookupRatio1MVs100k"].toFixed(2)]);
-  table.push(["due query plan", describePlan(await store.dueCursor("local", config.frontier.dispatchBatch).explain())]);
+  table.push([
+    "due index read",
+    "by _id only: per rank its cursor, then per bucket from it to now the entry documents n = 0, 1, … up to the " +
+      "first missing one, then each due entry's domain; claims: one findOneAndUpdate by _id per domain",
+  ]);
+  table.push([
+    "old due query plan (unused)",
+    describePlan(await store.dueCursor("local", config.frontier.dispatchBatch).explain()),
+  ]);
   table.push([
     "findOne by _id plan",
     describePlan(await db.collections.domains.find({ _id: "d1.example" }).limit(1).explain()),
