@@ -19,6 +19,7 @@ import { formatRescan, requestRescan } from "./commands/rescan.ts";
 import { formatExportSummary, parseExportFlags, runExport, type ExportFlags } from "./commands/export.ts";
 import { startApi } from "../actors/api/server.ts";
 import { bloomStats, formatBloomStats, formatRebuild, rebuildSeenFilter } from "./commands/bloom.ts";
+import { formatViewRebuild, rebuildViews } from "./commands/views.ts";
 
 const program = new Command("glyphscan")
   .description("Find the web fonts every website uses, on a cluster of actors over NATS JetStream")
@@ -252,6 +253,24 @@ bloom
     const { config } = commandContext(globals());
     const report = await bloomStats(config, { probes: opts.probes });
     process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatBloomStats(report)}\n`);
+  });
+
+const views = program.command("views").description("read models in Redis built from MongoDB");
+views
+  .command("rebuild")
+  .description("write every domain's lookup answer into the lookup view from MongoDB (idempotent)")
+  .option("--batch <n>", "documents per MongoDB batch and per Redis pipeline", (v) => Number.parseInt(v, 10), 1000)
+  .option(
+    "--chunk <n>",
+    "domains held in memory per pass over the scans collection",
+    (v) => Number.parseInt(v, 10),
+    100_000,
+  )
+  .action(async (opts: { batch: number; chunk: number }) => {
+    const { config } = commandContext(globals());
+    const summary = await rebuildViews(config, { ...opts, progress: process.stderr });
+    process.stdout.write(`${formatViewRebuild(summary)}\n`);
+    if (summary.failed > 0) process.exitCode = 1;
   });
 
 program.parseAsync().catch((err: unknown) => {

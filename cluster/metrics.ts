@@ -115,3 +115,25 @@ export function observeDeadLetters(jsm: JetStreamManager): () => void {
   gauge.addCallback(callback);
   return () => gauge.removeCallback(callback);
 }
+
+/**
+ * Observes a process's lookup view reads and writes on every scrape, from its own counters (no cost
+ * per request): `outcome` hit, miss (answered from MongoDB), unavailable (Redis away), write.
+ * Returns the function that stops observing.
+ */
+export function observeLookupView(
+  stats: () => { hits: number; misses: number; unavailable: number; writes: number },
+): () => void {
+  const counter = meter().createObservableCounter("glyphscan.lookup_view.operations", {
+    description: "Lookup view operations of this process, by outcome (hit, miss, unavailable, write)",
+  });
+  const callback = (result: { observe(value: number, attributes: Record<string, string>): void }) => {
+    const s = stats();
+    result.observe(s.hits, { outcome: "hit" });
+    result.observe(s.misses, { outcome: "miss" });
+    result.observe(s.unavailable, { outcome: "unavailable" });
+    result.observe(s.writes, { outcome: "write" });
+  };
+  counter.addCallback(callback);
+  return () => counter.removeCallback(callback);
+}

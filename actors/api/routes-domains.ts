@@ -4,9 +4,9 @@ import type { Filter } from "mongodb";
 import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
 import type { Database } from "../store/database.ts";
-import { readLatestScan, type LatestScan } from "../store/latest-scan.ts";
-import type { DomainDoc, ScanDoc } from "../store/documents.ts";
-import type { LookupCache } from "./lookup-cache.ts";
+import type { ScanDoc } from "../store/documents.ts";
+import { scanSummary } from "../store/lookup-view.ts";
+import type { Lookups } from "./lookups.ts";
 import { domainParam, scansQuery } from "./schemas.ts";
 
 /** The registrable domain of a path parameter, or null when it is not a host name we would scan. */
@@ -22,35 +22,6 @@ export const badRequest = (reply: FastifyReply, message: string) =>
 const notFound = (reply: FastifyReply, domain: string) =>
   reply.code(404).send({ error: "not-found", message: `${domain} is not known` });
 
-function domainView(d: DomainDoc) {
-  return {
-    domain: d._id,
-    region: d.region,
-    state: d.state,
-    sources: d.sources,
-    firstSeenAt: d.firstSeenAt,
-    lastScanAt: d.lastScanAt,
-    nextScanAt: d.nextScanAt,
-    scanCount: d.scanCount,
-    latest: d.latest,
-  };
-}
-
-function scanSummary(s: ScanDoc) {
-  return {
-    jobId: s._id,
-    status: s.status,
-    failure: s.failure,
-    path: s.path,
-    startedAt: s.startedAt,
-    finishedAt: s.finishedAt,
-    durationMs: s.durationMs,
-    fileCount: s.files.length,
-    usedFamilies: [...new Set(s.faces.filter((f) => f.used).map((f) => f.family))],
-    compliance: s.compliance ?? null,
-  };
-}
-
 /** Pages run newest first on (finishedAt, _id); the cursor is the last row's pair, opaque to clients. */
 const encodeCursor = (s: ScanDoc) => Buffer.from(JSON.stringify([s.finishedAt.getTime(), s._id])).toString("base64url");
 
@@ -65,37 +36,16 @@ function decodeCursor(raw: string): { at: Date; id: string } | null {
   return null;
 }
 
-export function domainRoutes(
-  app: FastifyInstance,
-  config: Config,
-  db: Database,
-  cache: LookupCache<LatestScan | null>,
-): void {
+export function domainRoutes(app: FastifyInstance, config: Config, db: Database, lookups: Lookups): void {
   const { domains, scans } = db.collections;
 
   app.get<{ Params: { domain: string } }>("/v1/domains/:domain", async (req, reply) => {
     const id = registrableDomain(req.params.domain, config);
     if (!id) return badRequest(reply, `${JSON.stringify(req.params.domain)} is not a domain that can be scanned`);
-    const latest = await cache.get(id, () => readLatestScan(db.collections, id));
-    if (!latest) return notFound(reply, id);
-    const { domain: d, scan } = latest;
-    const byHash = new Map(latest.fonts.map((f) => [f._id, f]));
-    return {
-      ...domainView(d),
-      scan: scan
-        ? {
-            ...scanSummary(scan),
-            pages: scan.pages,
-            faces: scan.faces,
-            files: scan.files.map((f) => ({
-              ...f,
-              metadata: byHash.get(f.sha256)?.metadata ?? null,
-              parseError: f.parseError ?? byHash.get(f.sha256)?.parseError ?? null,
-            })),
-            verdicts: scan.verdicts ?? [],
-          }
-        : null,
-    };
+    const entry = await lookups.entry(id);
+    if (!entry) return notFound(reply, id);
+    // Pre-serialised (lookup-view.ts): sent as it is.
+    return reply.type("application/json; charset=utf-8").send(entry.domain);
   });
 
   app.get<{ Params: { domain: string }; Querystring: Record<string, string> }>(

@@ -10,6 +10,7 @@ import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
 import { DomainStore } from "../frontier/domain-store.ts";
 import type { Database } from "../store/database.ts";
+import { refreshLookupView } from "../store/lookup-view.ts";
 import { registrableDomain } from "./routes-domains.ts";
 import type { Authenticator } from "./auth.ts";
 import { submissionBody } from "./schemas.ts";
@@ -89,6 +90,8 @@ export function rescanRoutes(
     if (outcome === "unknown") return reply.code(404).send({ error: "not-found", message: `${id} is not known` });
     if (outcome === "leased")
       return reply.code(409).send({ error: "scan-in-progress", message: `${id} is being scanned now` });
+    // The lookup shows the new next scan time at once (the view from MongoDB; then this process's cache).
+    await refreshLookupView(db.collections, id);
     onChange(id);
     req.log.info({ subject: who.subject, domain: id }, "rescan requested");
     return reply.code(202).send({ domain: id, status: "requested" });

@@ -7,9 +7,8 @@ import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
-import type { Database } from "../store/database.ts";
-import type { DomainDoc } from "../store/documents.ts";
-import type { LookupCache } from "./lookup-cache.ts";
+import { UNKNOWN_URLINFO } from "../store/lookup-view.ts";
+import type { Lookups } from "./lookups.ts";
 import { badRequest } from "./routes-domains.ts";
 
 /** The URL without its fragment, with WHATWG normalisation (lower-case host, punycode, default port dropped). */
@@ -25,12 +24,7 @@ export function normalisedUrl(hostPort: string, pathAndQuery: string): URL | nul
   }
 }
 
-export function urlInfoRoutes(
-  app: FastifyInstance,
-  config: Config,
-  db: Database,
-  cache: LookupCache<DomainDoc | null>,
-): void {
+export function urlInfoRoutes(app: FastifyInstance, config: Config, lookups: Lookups): void {
   const prefix = "/urlinfo/1/";
   app.get("/urlinfo/1/*", async (req, reply) => {
     // The raw path keeps the query string and the percent-escapes the router would have decoded.
@@ -43,18 +37,9 @@ export function urlInfoRoutes(
     const n = normaliseSubmission(url.href, { allowHosts: config.coordinator.allowHosts });
     if (!n.ok) return badRequest(reply, `${n.code}: ${n.reason}`);
     const urlSha256 = createHash("sha256").update(url.href).digest("hex");
-    const d = await cache.get(n.domain, () => db.collections.domains.findOne({ _id: n.domain }));
-    return {
-      url: url.href,
-      urlSha256,
-      domain: n.domain,
-      known: d !== null,
-      state: d?.state ?? null,
-      lastScanAt: d?.lastScanAt ?? null,
-      nextScanAt: d?.nextScanAt ?? null,
-      status: d?.latest?.status ?? null,
-      usedFamilies: d?.latest?.usedFamilies ?? [],
-      compliance: d?.latest?.compliance?.counts ?? null,
-    };
+    const entry = await lookups.entry(n.domain);
+    // The domain's fields come pre-serialised with its lookup (lookup-view.ts urlinfoFields).
+    const head = `{"url":${JSON.stringify(url.href)},"urlSha256":"${urlSha256}","domain":${JSON.stringify(n.domain)},`;
+    return reply.type("application/json; charset=utf-8").send(`${head}${entry?.urlinfo ?? UNKNOWN_URLINFO}}`);
   });
 }

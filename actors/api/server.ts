@@ -6,17 +6,15 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { connectNats, createLogger, type Logger, type NatsHandles } from "../../cluster/mod.ts";
-import { withHttpServerSpan } from "../../cluster/telemetry.ts";
-import { instruments } from "../../cluster/metrics.ts";
+import { tracingEnabled, withHttpServerSpan } from "../../cluster/telemetry.ts";
+import { instruments, observeLookupView } from "../../cluster/metrics.ts";
 import type { Config } from "../../config/mod.ts";
 import { openDatabase, type Database } from "../store/database.ts";
-import type { DomainDoc } from "../store/documents.ts";
-import type { LatestScan } from "../store/latest-scan.ts";
 import { createAuthenticator, createClientIdentifier, type Authenticator } from "./auth.ts";
 import { openApiDocument } from "./openapi.ts";
 import { domainRoutes } from "./routes-domains.ts";
 import { healthRoutes } from "./routes-health.ts";
-import { LookupCache } from "./lookup-cache.ts";
+import { Lookups } from "./lookups.ts";
 import { limitRequests } from "./rate-limit.ts";
 import { rescanRoutes, submissionRoutes, type SubmitFn } from "./routes-submissions.ts";
 import { urlInfoRoutes } from "./routes-urlinfo.ts";
@@ -44,6 +42,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.addHook("onRoute", (route) => {
     const handler = route.handler;
     route.handler = function (this: FastifyInstance, req, reply) {
+      if (!tracingEnabled()) return handler.call(this, req, reply);
       const path = req.url.split("?")[0] ?? req.url;
       const info = { method: req.method, route: route.url, path, headers: req.headers };
       return withHttpServerSpan(
@@ -76,24 +75,23 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   // Probes are never limited; lookups and writes each have their own per-client budget.
   healthRoutes(app, { nc: deps.nats.nc, redis: deps.redis, db: deps.db });
   const identify = createClientIdentifier(config);
-  // Store reads behind lookups are cached for at most api.lookupCacheTtlMs (see lookup-cache.ts).
-  const cacheOpts = { ttlMs: config.api.lookupCacheTtlMs, maxEntries: config.api.lookupCacheEntries };
-  const latestCache = new LookupCache<LatestScan | null>(cacheOpts);
-  const domainCache = new LookupCache<DomainDoc | null>(cacheOpts);
-  app.register(async (lookups) => {
-    await limitRequests(lookups, config, "lookups", identify);
-    lookups.get("/openapi.json", () => document);
-    domainRoutes(lookups, config, deps.db, latestCache);
-    urlInfoRoutes(lookups, config, deps.db, domainCache);
+  // Lookups: hot keys in process for at most api.lookupCacheTtlMs, then the Redis view, then MongoDB (lookups.ts).
+  const lookups = new Lookups(deps.db, {
+    ttlMs: config.api.lookupCacheTtlMs,
+    maxEntries: config.api.lookupCacheEntries,
+    useView: config.api.lookupView,
+  });
+  app.register(async (scope) => {
+    await limitRequests(scope, config, "lookups", identify);
+    scope.get("/openapi.json", () => document);
+    domainRoutes(scope, config, deps.db, lookups);
+    urlInfoRoutes(scope, config, lookups);
   });
   const auth = deps.auth ?? createAuthenticator(config);
   app.register(async (writes) => {
     await limitRequests(writes, config, "submissions", identify);
     submissionRoutes(writes, config, deps.nats.js, auth, deps.submitUrls);
-    rescanRoutes(writes, config, deps.db, auth, (domain) => {
-      latestCache.delete(domain);
-      domainCache.delete(domain);
-    });
+    rescanRoutes(writes, config, deps.db, auth, (domain) => lookups.forget(domain));
   });
   return app;
 }
@@ -129,6 +127,11 @@ export async function startApi(config: Config, submitUrls: SubmitFn, log?: Logge
     closers.push(() => redis.quit().catch(() => redis.disconnect()));
     const app = buildApi({ config, db, nats, redis, submitUrls, ...(log ? { log } : {}) });
     closers.push(() => app.close());
+    const view = db.collections.lookupView;
+    if (view) {
+      const unobserve = observeLookupView(() => view.stats);
+      closers.push(async () => unobserve());
+    }
     const url = await app.listen({ host: config.api.host, port: config.api.port });
     return { app, url, close };
   } catch (err) {

@@ -24,6 +24,7 @@ import type { Service, ServiceState } from "../../cluster/service.ts";
 import { msgIds, subjects, type ComplianceVerdict, type FontFile, type ScanResult } from "../../protocol/mod.ts";
 import type { Collections } from "../store/database.ts";
 import type { ScanDoc } from "../store/documents.ts";
+import { refreshLookupView } from "../store/lookup-view.ts";
 import {
   assessScan,
   complianceEvent,
@@ -141,6 +142,8 @@ export async function recheckScan(
   );
   if (written.modifiedCount !== 1) return { kind: "skipped", jobId, why: "assessed again meanwhile" };
   await c.domains.updateOne({ _id: scan.domain, "latest.jobId": jobId }, { $set: { "latest.compliance": summary } });
+  // Lookups show the decided verdicts now, not when the view entry expires (a Redis outage: then).
+  await refreshLookupView(c, scan.domain);
   const hash = createHash("sha256")
     .update(JSON.stringify(verdicts.map((v) => [v.sha256, v.verdict, v.licence, v.reason])))
     .digest("hex")

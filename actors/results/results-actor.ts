@@ -10,7 +10,8 @@ import { instruments } from "../../cluster/metrics.ts";
 import { withSpan } from "../../cluster/telemetry.ts";
 import { consumers, msgIds, streams, subjects, type ComplianceVerdict, type ScanResult } from "../../protocol/mod.ts";
 import type { Collections } from "../store/database.ts";
-import type { ScanDoc, ScanSummary } from "../store/documents.ts";
+import type { FontDoc, ScanDoc, ScanSummary } from "../store/documents.ts";
+import { refreshLookupView } from "../store/lookup-view.ts";
 import type { DomainStore } from "../frontier/domain-store.ts";
 import {
   assessScan,
@@ -43,6 +44,8 @@ export interface RecordedScan {
   lease: "current" | "stale";
   /** The event to publish, when the scan was assessed. */
   compliance: ComplianceVerdict | null;
+  /** False when the lookup view could not be written (Redis unavailable): lookups lag until its entry expires. */
+  viewed: boolean;
 }
 
 /**
@@ -97,6 +100,8 @@ export async function recordScan(
     path: report.path,
     pages: report.pages,
     faces: report.faces,
+    blocked: report.blocked ?? [],
+    renderedFonts: report.renderedFonts ?? [],
     // Metadata lives once in the catalogue; the scan keeps the family for quick reading.
     files: report.files.map(({ metadata, ...file }) => ({ ...file, family: metadata?.family ?? null })),
     startedAt: new Date(report.startedAt),
@@ -131,7 +136,25 @@ export async function recordScan(
   }
   const summary = assessed ? { ...summarise(result), compliance: assessed.summary } : summarise(result);
   const lease = await store.recordOutcome(result, summary, now);
-  return { lease, compliance: assessed ? complianceEvent(result, assessed.verdicts, assessed.summary) : null };
+  // The lookup view after MongoDB: from the scan just stored and its files' metadata (the catalogue
+  // keeps the first parse of identical bytes, so the same), reading only the domain's new state.
+  const fonts: FontDoc[] = report.files.map((f) => ({
+    _id: f.sha256,
+    bytes: f.bytes,
+    metadata: f.metadata,
+    parseError: f.parseError,
+    firstSeenAt: now,
+    lastSeenAt: now,
+    firstUrl: f.url,
+  }));
+  const viewed = await withSpan("store lookup view", { "glyphscan.job.id": scan._id }, () =>
+    refreshLookupView(collections, result.domain, { scan, fonts }),
+  );
+  return {
+    lease,
+    compliance: assessed ? complianceEvent(result, assessed.verdicts, assessed.summary) : null,
+    viewed,
+  };
 }
 
 export function resultsActor(
@@ -148,7 +171,8 @@ export function resultsActor(
     accept: ["scan-result"],
     concurrency: 8,
     async handle(result, ctx) {
-      const { lease, compliance } = await recordScan(collections, store, result, new Date(), licensing);
+      const { lease, compliance, viewed } = await recordScan(collections, store, result, new Date(), licensing);
+      if (!viewed) ctx.log.warn({ domain: result.domain }, "lookup view not written (redis unavailable)");
       for (const [verdict, n] of Object.entries(compliance?.counts ?? {}))
         if (n > 0) instruments().verdicts.add(n, { region: result.region, verdict });
       // Published after the writes: a redelivery recomputes the same event and the msg id drops the copy.

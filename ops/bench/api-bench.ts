@@ -9,22 +9,30 @@
  *  - GET /v1/domains/{domain} and GET /urlinfo/1/{host}/{path} on a hot set of --hot domains,
  *    read once beforehand, so these runs are served by the API's lookup cache (its TTL is
  *    --cache-ttl, set long enough to outlast the run; printed with the figures);
- *  - the same two routes on a random domain of all N per request: nearly every one misses the
- *    cache and reads the store (FerretDB v1 reads even `_id` lookups by scanning the table).
+ *  - the same two routes on a random domain of all N per request: most miss the in-process cache
+ *    (it keeps api.lookupCacheEntries, 10k, of the N) and are answered from the lookup view in Redis,
+ *    filled beforehand by `glyphscan views rebuild` as an operator would (its time is printed).
  *
+ * Also prints the view's Redis memory per domain (MEMORY USAGE of sampled keys, and used_memory
+ * before and after the rebuild over N), and the load average before and after the runs (the
+ * machine may be shared). The API is one process, as `glyphscan api` runs: autocannon (this
+ * process, its CPU printed per run as "client cores") and Redis share the same cores, so a second
+ * API process would compete with them rather than add a free core.
  * Prints requests/s, p50, p99, errors and non-2xx per run, the API process's CPU use, what one
- * uncached lookup costs alone, and each run's ratio to /healthz. Flags: --domains N (100000),
+ * lookup from the view costs alone, and each run's ratio to /healthz. Flags: --domains N (100000),
  * --duration S per run (15), --connections N (16), --hot N (10), --cache-ttl MS (1800000),
- * --fonts N (distinct font files, 400), --json FILE (requestsPerSecond, p50Ms, p99Ms of the
+ * --fonts N (distinct font files, 400), --profile DIR (V8 CPU profile of the API process), --json FILE (requestsPerSecond, p50Ms, p99Ms of the
  * lookups over all N, hot* of the hot set, ratios, and every run in detail).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
+import { Redis } from "ioredis";
 import { openDatabase } from "../../actors/store/database.ts";
+import { DICTIONARY_ID } from "../../actors/store/lookup-view.ts";
 import type { DomainDoc, FontDoc, ScanDoc } from "../../actors/store/documents.ts";
 import type { FontVerdict } from "../../actors/licensing/verdict.ts";
 import { loadConfig, type Config } from "../../config/mod.ts";
@@ -39,6 +47,7 @@ const { values: args } = parseArgs({
     "cache-ttl": { type: "string", default: "1800000" },
     fonts: { type: "string", default: "400" },
     json: { type: "string" },
+    profile: { type: "string" },
   },
 });
 const DOMAINS = Number(args.domains);
@@ -224,11 +233,54 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
 }
 
-async function startApiProcess(config: Config): Promise<{ child: ChildProcess; url: string }> {
+/** `glyphscan views rebuild` as a child process, as an operator runs it; its seconds. */
+async function rebuildView(file: string): Promise<number> {
+  const started = performance.now();
+  const child = spawn(process.execPath, ["bin/glyphscan.ts", "--config", file, "views", "rebuild"], {
+    stdio: ["ignore", "inherit", "pipe"],
+  });
+  let last = "";
+  child.stderr.on("data", (b: Buffer) => {
+    for (const line of b.toString().trim().split("\n")) {
+      last = line;
+      // One progress line in ten thousand domains.
+      if (Number(/(\d+)\//.exec(line)?.[1]) % 10_000 === 0) process.stderr.write(`${line}\n`);
+    }
+  });
+  const code = await new Promise<number | null>((r) => child.once("exit", r));
+  if (code !== 0) throw new Error(`glyphscan views rebuild exited with ${code}: ${last}`);
+  return (performance.now() - started) / 1000;
+}
+
+async function configFile(config: Config): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "glyphscan-api-bench-"));
   const file = join(dir, "config.json");
   await writeFile(file, JSON.stringify(config));
-  const child = spawn(process.execPath, ["bin/glyphscan.ts", "--config", file, "api"], {
+  return file;
+}
+
+/** Redis bytes per view entry: MEMORY USAGE of sampled keys (key, value, expiry and overheads). */
+async function viewMemory(redisUrl: string, prefix: string): Promise<{ sampledBytes: number; usedBytes: number }> {
+  const redis = new Redis(redisUrl);
+  try {
+    let total = 0;
+    const SAMPLE = 1000;
+    for (let i = 0; i < SAMPLE; i++) {
+      const key = prefix + domainName(Math.floor((i * DOMAINS) / SAMPLE));
+      total += Number(await redis.call("MEMORY", "USAGE", key, "SAMPLES", "0"));
+    }
+    const info = await redis.info("memory");
+    const used = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
+    return { sampledBytes: total / SAMPLE, usedBytes: used };
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function startApiProcess(config: Config, file: string): Promise<{ child: ChildProcess; url: string }> {
+  // --profile DIR: a V8 CPU profile of the API process, written when it exits.
+  const profile = args.profile ? ["--cpu-prof", "--cpu-prof-dir", args.profile] : [];
+  const child = spawn(process.execPath, [...profile, "bin/glyphscan.ts", "--config", file, "api"], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   const url = `http://127.0.0.1:${config.api.port}`;
@@ -258,6 +310,8 @@ interface Run {
   non2xx: number;
   /** CPU cores the API process used during the run (1.0 = one core busy). */
   serverCores: number;
+  /** CPU cores the load generator (this process) used during the run. */
+  clientCores: number;
 }
 
 const randomDomain = () => domainName(Math.floor(Math.random() * DOMAINS));
@@ -282,6 +336,7 @@ const LABELS: Record<keyof typeof PATHS, string> = {
 async function load(url: string, name: keyof typeof PATHS, seconds: number, pid: number): Promise<Run> {
   const path = PATHS[name];
   const cpu0 = await cpuSeconds(pid);
+  const client0 = process.cpuUsage();
   const t0 = performance.now();
   const r = await autocannon({
     url,
@@ -291,6 +346,7 @@ async function load(url: string, name: keyof typeof PATHS, seconds: number, pid:
     requests: [{ method: "GET", setupRequest: (req) => ({ ...req, path: path() }) }],
   });
   const cores = (await cpuSeconds(pid)) - cpu0;
+  const client = process.cpuUsage(client0);
   return {
     name,
     requestsPerSecond: r.requests.total / r.duration,
@@ -303,6 +359,7 @@ async function load(url: string, name: keyof typeof PATHS, seconds: number, pid:
     timeouts: r.timeouts,
     non2xx: r.non2xx,
     serverCores: cores / ((performance.now() - t0) / 1000),
+    clientCores: (client.user + client.system) / 1000 / (performance.now() - t0),
   };
 }
 
@@ -312,6 +369,10 @@ async function main() {
   const runs: Run[] = [];
   let seedSeconds = 0;
   let coldLookupMs = 0;
+  let rebuildSeconds = 0;
+  let loadBefore: number[] = [];
+  let loadAfter: number[] = [];
+  let memory = { bytesPerDomain: 0, usedBytesPerDomain: 0 };
   try {
     const config = loadConfig({
       env: {},
@@ -332,10 +393,21 @@ async function main() {
     });
     process.stderr.write(`seeding ${DOMAINS} domains, ${DOMAINS} scans, ${FONTS} font files...\n`);
     seedSeconds = await seed(config);
-    process.stderr.write(`seeded in ${seedSeconds.toFixed(1)} s; starting glyphscan api\n`);
-    const started = await startApiProcess(config);
+    process.stderr.write(`seeded in ${seedSeconds.toFixed(1)} s; glyphscan views rebuild\n`);
+    const file = await configFile(config);
+    const memoryBefore = await viewMemory(redis.url, "none:");
+    rebuildSeconds = await rebuildView(file);
+    const prefix = `glyphscan:lookup:${config.mongo.database}:${DICTIONARY_ID}:`;
+    const after = await viewMemory(redis.url, prefix);
+    memory = {
+      bytesPerDomain: after.sampledBytes,
+      usedBytesPerDomain: (after.usedBytes - memoryBefore.usedBytes) / DOMAINS,
+    };
+    process.stderr.write(`view rebuilt in ${rebuildSeconds.toFixed(1)} s; starting glyphscan api\n`);
+    const started = await startApiProcess(config, file);
     api = started.child;
     const pid = api.pid!;
+    loadBefore = loadavg();
     // Warm-up: JIT and connection pools.
     await load(started.url, "health", 3, pid);
     for (const name of ["health"] as const) {
@@ -354,7 +426,7 @@ async function main() {
       process.stderr.write(`load ${name} for ${DURATION} s...\n`);
       runs.push(await load(started.url, name, DURATION, pid));
     }
-    // One lookup at a time on domains not read before: what a cache miss costs at this size.
+    // One lookup at a time on domains not read before: what a process-cache miss (a view read) costs.
     const times: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t0 = performance.now();
@@ -364,13 +436,13 @@ async function main() {
       times.push(performance.now() - t0);
     }
     coldLookupMs = times.sort((a, b) => a - b)[2]!;
-    process.stderr.write(`one uncached lookup: ${coldLookupMs.toFixed(0)} ms (median of 5)\n`);
-    // Last: requests over every domain miss the cache, and the store may still be answering some
-    // when a run ends, which would slow whatever ran next.
+    process.stderr.write(`one lookup from the view: ${coldLookupMs.toFixed(1)} ms (median of 5)\n`);
+    // Last: requests over every domain mostly miss the process cache and read the view.
     for (const name of ["domains", "urlinfo"] as const) {
       process.stderr.write(`load ${name} for ${DURATION} s...\n`);
       runs.push(await load(started.url, name, DURATION, pid));
     }
+    loadAfter = loadavg();
   } finally {
     if (api && api.exitCode === null) {
       const exited = new Promise((r) => api!.once("exit", r));
@@ -390,6 +462,7 @@ async function main() {
     "errors",
     "non-2xx",
     "server cores",
+    "client cores",
     "vs health",
   ];
   const rows = runs.map((r) => [
@@ -401,6 +474,7 @@ async function main() {
     String(r.errors + r.timeouts),
     String(r.non2xx),
     r.serverCores.toFixed(2),
+    r.clientCores.toFixed(2),
     `${ratio(r).toFixed(3)}x`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
@@ -409,7 +483,12 @@ async function main() {
     `N = ${DOMAINS} domains (seeded in ${seedSeconds.toFixed(0)} s), hot set ${HOT}, ${CONNECTIONS} connections, ` +
       `${DURATION} s per run, lookup cache TTL ${CACHE_TTL} ms\n` +
       `${[header, ...rows].map((r) => line(r).join("  ")).join("\n")}\n` +
-      `one uncached GET /v1/domains/{domain} alone: ${coldLookupMs.toFixed(0)} ms\n` +
+      `one GET /v1/domains/{domain} alone, not in the process cache (from the view): ${coldLookupMs.toFixed(1)} ms\n` +
+      `lookup view: rebuilt from MongoDB in ${rebuildSeconds.toFixed(1)} s (${(DOMAINS / rebuildSeconds).toFixed(0)} domains/s); ` +
+      `Redis memory per domain ${memory.bytesPerDomain.toFixed(0)} B (MEMORY USAGE, 1000 keys), ` +
+      `${memory.usedBytesPerDomain.toFixed(0)} B (used_memory growth / N)\n` +
+      `load average (1, 5, 15 min) before the runs ${loadBefore.map((l) => l.toFixed(2)).join(", ")}, ` +
+      `after ${loadAfter.map((l) => l.toFixed(2)).join(", ")}\n` +
       `lookups/health: domains ${ratio(domains).toFixed(3)}x, urlinfo ${ratio(urlinfo).toFixed(3)}x; ` +
       `hot set: domains ${ratio(domainsHot).toFixed(2)}x, urlinfo ${ratio(urlinfoHot).toFixed(2)}x\n`,
   );
@@ -438,6 +517,11 @@ async function main() {
       ratioUrlinfoHotVsHealth: ratio(urlinfoHot),
       coldLookupMs,
       seedSeconds,
+      viewRebuildSeconds: rebuildSeconds,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadAfter,
+      viewBytesPerDomain: memory.bytesPerDomain,
+      viewUsedMemoryBytesPerDomain: memory.usedBytesPerDomain,
       runs,
     };
     await writeFile(args.json, `${JSON.stringify(figures, null, 2)}\n`);
