@@ -178,6 +178,12 @@ export const configSchema = z.strictObject({
         .min(0)
         .default(1_000)
         .describe("Least time between two scans starting on one IP address"),
+      dueBucketMs: positiveInt
+        .default(60_000)
+        .describe("Time bucket of the due index (the dispatcher's time wheel, read by _id)"),
+      dueSweepMs: positiveInt
+        .default(3600_000)
+        .describe("How often the leading dispatcher puts back due-index entries missing after a crash"),
     })
     .prefault({}),
   scanner: z
@@ -268,6 +274,13 @@ export const configSchema = z.strictObject({
         .default(5_000)
         .describe("Longest a cached domain lookup is served before the store is read again; 0: no cache"),
       lookupCacheEntries: positiveInt.default(10_000).describe("Domain lookups cached in each API process (LRU)"),
+      lookupView: z
+        .boolean()
+        .default(true)
+        .describe("Keep every lookup's answer in Redis, written by the results writer (false: lookups read MongoDB)"),
+      lookupViewTtlMs: positiveInt
+        .default(3_600_000)
+        .describe("Lookup view entries expire this long after written: the most that frontier-moved fields can lag"),
       rateLimit: z
         .strictObject({
           windowMs: positiveInt.default(60_000).describe("Window of the per-client API request limits"),

@@ -4,7 +4,9 @@
  */
 import { MongoClient, type Collection, type Db } from "mongodb";
 import type { Config } from "../../config/mod.ts";
+import type { DueDoc } from "../frontier/due-index.ts";
 import type { DomainDoc, FontDoc, LicenseDoc, LicenseDomainDoc, ScanDoc } from "./documents.ts";
+import { openLookupView, type LookupView } from "./lookup-view.ts";
 
 export interface Collections {
   domains: Collection<DomainDoc>;
@@ -14,6 +16,10 @@ export interface Collections {
   licenseDomains: Collection<LicenseDomainDoc>;
   /** Per-IP politeness: the live leases on each IP address of a region. */
   frontierHosts: Collection<HostDoc>;
+  /** The frontier's due index (time wheel by region, rank and bucket), read by `_id` only. */
+  frontierDue: Collection<DueDoc>;
+  /** The lookup read model in Redis (lookup-view.ts), written after these collections; null when off. */
+  lookupView?: LookupView | null;
 }
 
 /** The frontier's leases on one IP address (`_id`: `<region>|<ip>`), for per-IP politeness. */
@@ -46,6 +52,8 @@ export async function openDatabase(config: Config): Promise<Database> {
     licenses: db.collection<LicenseDoc>("licenses"),
     licenseDomains: db.collection<LicenseDomainDoc>("license_domains"),
     frontierHosts: db.collection<HostDoc>("frontier_hosts"),
+    frontierDue: db.collection<DueDoc>("frontier_due"),
+    lookupView: openLookupView(config),
   };
   // The dispatcher's query, `{region, nextScanAt <= now}` sorted `{manual: -1, priority: -1, nextScanAt: 1}`:
   // on MongoDB an IXSCAN of this index gives the order without a SORT stage, and the nextScanAt
@@ -65,6 +73,7 @@ export async function openDatabase(config: Config): Promise<Database> {
     async close() {
       if (closed) return;
       closed = true;
+      collections.lookupView?.close();
       await client.close();
     },
   };

@@ -62,6 +62,10 @@ export interface ScanDoc {
   finishedAt: Date;
   durationMs: number;
   recordedAt: Date;
+  /** Requests the scanner refused or cut (SSRF guard, size cap), with the reason (absent on older scans). */
+  blocked?: NonNullable<ScanReport["blocked"]>;
+  /** Fonts that rendered text on the pages, as Chromium reports them (absent on older scans). */
+  renderedFonts?: NonNullable<ScanReport["renderedFonts"]>;
   /** Licence verdict of each font file used, with evidence (absent on scans recorded before licensing). */
   verdicts?: FontVerdict[];
   compliance?: ComplianceSummary | null;
