@@ -1,4 +1,5 @@
 export * from "./actor.ts";
+export * from "./async.ts";
 export * from "./dead-letters.ts";
 export * from "./envelope.ts";
 export * from "./errors.ts";

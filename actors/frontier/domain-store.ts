@@ -18,7 +18,8 @@ import {
 } from "../../protocol/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import { backoffDelay, classifyFailure, retryPolicy, type AttemptRecord, type Cause } from "./failures.ts";
-import { DueIndex, mapLimit, type DueCandidate, type DueRoundStats } from "./due-index.ts";
+import { mapLimit } from "../../cluster/async.ts";
+import { DueIndex, type DueCandidate, type DueRoundStats } from "./due-index.ts";
 
 export type FrontierPolicy = Config["frontier"];
 

@@ -26,6 +26,7 @@
  * upsert path, a direct write to `domains`, a writer stalled past the grace) are put back by
  * {@link DueIndex.repair}, the slow sweep over the domains.
  */
+import { mapLimit } from "../../cluster/async.ts";
 import { MongoBulkWriteError, MongoServerError, type AnyBulkWriteOperation, type Collection } from "mongodb";
 
 export interface DueDoc {
@@ -78,20 +79,6 @@ const READ_PARALLEL = 32;
  * every empty bucket since then.
  */
 const MAX_OVERDUE_MS = 7 * 24 * 3600_000;
-
-/** Runs `f` over `items`, at most `n` at once, results in order. */
-export async function mapLimit<T, R>(items: readonly T[], n: number, f: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await f(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return out;
-}
 
 export class DueIndex {
   readonly #col: Collection<DueDoc>;

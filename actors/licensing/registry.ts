@@ -8,6 +8,7 @@
 import type { Collection, Filter, OptionalUnlessRequiredId, UpdateFilter } from "mongodb";
 import type { Collections } from "../store/database.ts";
 import type { LicenseDoc } from "../store/documents.ts";
+import { mapLimit } from "../../cluster/async.ts";
 import { domainCovers } from "./license-record.ts";
 
 export type UpsertOutcome = "inserted" | "updated" | "unchanged";
@@ -17,20 +18,6 @@ export function parentDomains(domain: string): string[] {
   const labels = domain.split(".");
   const out: string[] = [];
   for (let i = 0; i < labels.length - 1; i++) out.push(labels.slice(i).join("."));
-  return out;
-}
-
-/** Runs `fn` over `items` with at most `limit` at once, keeping the order of results. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
 }
 

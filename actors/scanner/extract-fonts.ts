@@ -17,6 +17,7 @@ import {
 } from "./rendered-fonts.ts";
 import { MAX_PAGE_LINKS, pageLinks } from "./same-site.ts";
 import { withSpan, withSyncSpan } from "../../cluster/telemetry.ts";
+import { withTimeout } from "../../cluster/async.ts";
 
 export type ExtractOptions = {
   maxFontBytes: number;
@@ -316,13 +317,6 @@ function shortUrl(u: string): string {
 /** Waits (bounded) for the body reads started so far; a read that fails only loses its file. */
 async function drain(state: State): Promise<void> {
   await withTimeout(Promise.allSettled(state.pending), BODY_WAIT_MS, "reading bodies").catch(() => undefined);
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const fail = () => new Error(`${what} took over ${ms} ms`);
-  const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(fail()), ms)));
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -22,6 +22,7 @@
  * fails. Origins are gathered from every request and target URL of the context during the job.
  */
 import type { Browser, BrowserContext, CDPSession, Page, Target } from "puppeteer-core";
+import { withTimeout } from "../../cluster/async.ts";
 
 /** A context serves this many jobs, then a fresh one replaces it (bounds whatever a wipe might miss). */
 export const RECYCLE_AFTER = 100;
@@ -88,7 +89,7 @@ export function slotConcurrency(opts: { recycleAfter?: number; stats?: SlotStats
       const slot = new Slot(this, recycleAfter, stats);
       return {
         jobInstance: async () => {
-          const page = await withDeadline(slot.acquire(), ACQUIRE_MS, "getting a page");
+          const page = await withTimeout(slot.acquire(), ACQUIRE_MS, "getting a page");
           return { resources: { page }, close: () => slot.release(page) };
         },
         close: () => slot.dispose(),
@@ -108,7 +109,7 @@ export function slotConcurrency(opts: { recycleAfter?: number; stats?: SlotStats
       await slot.dispose();
       if (this.#browser?.connected) return;
       this.#relaunching ??= (async () => {
-        await withDeadline(this.#browser?.close() ?? Promise.resolve(), 5_000, "closing").catch(() => undefined);
+        await withTimeout(this.#browser?.close() ?? Promise.resolve(), 5_000, "closing").catch(() => undefined);
         try {
           this.#browser = await this.#puppeteer.launch(this.#options);
         } catch {
@@ -188,7 +189,7 @@ class Slot {
       return;
     }
     const started = performance.now();
-    this.#cleaning = withDeadline(this.#wipe(browser, context, next, origins), WIPE_MS, "wiping the context").then(
+    this.#cleaning = withTimeout(this.#wipe(browser, context, next, origins), WIPE_MS, "wiping the context").then(
       (page) => {
         this.#ready = page;
         this.#stats.wipes++;
@@ -207,7 +208,7 @@ class Slot {
     this.#next = null;
     if (!context) return;
     this.#stats.recycles++;
-    await withDeadline(context.close(), 5_000, "closing the context").catch(() => undefined);
+    await withTimeout(context.close(), 5_000, "closing the context").catch(() => undefined);
   }
 
   /** Wipes what the last job left in `context`, through the next job's page, and returns that page. */
@@ -285,12 +286,4 @@ class Slot {
       this.#stopTracking = () => undefined;
     };
   }
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-  });
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
 }
