@@ -10,9 +10,6 @@ import { Redis } from "ioredis";
 import { SignJWT } from "jose";
 import { buildApi } from "../../actors/api/server.ts";
 import { DomainStore } from "../../actors/frontier/domain-store.ts";
-import { openCatalogue } from "../../actors/licensing/open-licence.ts";
-import { LicenseRegistry } from "../../actors/licensing/registry.ts";
-import { LicensingClient } from "../../actors/licensing/licensing-client.ts";
 import { recheckScan } from "../../actors/licensing/pending-recheck.ts";
 import { recordScan } from "../../actors/results/results-actor.ts";
 import { readFontMetadata, sha256Hex } from "../../actors/scanner/font-metadata.ts";
@@ -24,6 +21,7 @@ import { connectNats, ensureTopology, type NatsHandles } from "../../cluster/mod
 import type { Config } from "../../config/mod.ts";
 import type { ScanResult } from "../../protocol/mod.ts";
 import { freePort } from "../harness/servers.ts";
+import { scanResultFor } from "../helpers/frontier.ts";
 import { LocalLicensingService } from "../licensing/local-licensing-service.ts";
 import { eventually, spawnGlyphscan, startStack, type TestStack } from "../helpers/stack.ts";
 
@@ -69,23 +67,6 @@ test.after.always(async () => {
   await stack?.stop();
 });
 
-function licensing() {
-  const client = new LicensingClient({
-    url: service.url,
-    timeoutMs: 1_000,
-    retries: 0,
-    retryBaseMs: 10,
-    breakerFailures: 100,
-    breakerResetMs: 1_000,
-    cacheTtlMs: 1,
-  });
-  return {
-    registry: new LicenseRegistry(db.collections),
-    catalogue: openCatalogue(),
-    external: client.check.bind(client),
-  };
-}
-
 const BLOCKED = [{ url: "http://10.0.0.8/admin", reason: "ssrf-refused: private address 10.0.0.8" }];
 const RENDERED = [
   { family: "Brand Sans", postScriptName: "BrandSans-Regular", custom: true, glyphs: 812 },
@@ -112,18 +93,11 @@ async function scanned(domain: string): Promise<ScanResult> {
   const { metadata, parseError } = readFontMetadata(FONT);
   const url = `http://${domain}/brand.ttf`;
   const now = Date.now();
-  return {
-    jobId: job.jobId,
-    domain,
-    region: job.region,
-    leaseToken: job.leaseToken,
-    attempt: job.attempt,
-    scannerNode: "test-scanner",
-    report: {
-      status: "ok",
-      failure: null,
+  return scanResultFor(
+    job,
+    new Date(now),
+    {
       path: "browser",
-      pages: [{ url: `http://${domain}/`, finalUrl: `http://${domain}/`, httpStatus: 200 }],
       faces: [
         {
           family: "Brand Sans",
@@ -151,9 +125,9 @@ async function scanned(domain: string): Promise<ScanResult> {
       blocked: BLOCKED,
       renderedFonts: RENDERED,
       startedAt: new Date(now - 500).toISOString(),
-      finishedAt: new Date(now).toISOString(),
     },
-  };
+    "test-scanner",
+  );
 }
 
 type Answer = {
@@ -200,7 +174,7 @@ const token = () =>
 test.serial("a stored scan writes the view: its files, verdicts, blocked requests and rendered fonts", async (t) => {
   const domain = "stored.test";
   const result = await scanned(domain);
-  const recorded = await recordScan(db.collections, store, result, new Date(), licensing());
+  const recorded = await recordScan(db.collections, store, result, new Date(), service.deps(db.collections));
   t.true(recorded.viewed);
 
   // The scan keeps what the report said about refused requests and rendered fonts.
@@ -238,14 +212,14 @@ test.serial("pending verdicts decided later rewrite the view", async (t) => {
   const domain = "pending-view.test";
   const result = await scanned(domain);
   await service.stop();
-  await recordScan(db.collections, store, result, new Date(), licensing());
+  await recordScan(db.collections, store, result, new Date(), service.deps(db.collections));
   const pending = await inView(domain);
   t.is(pending?.scan?.verdicts[0]?.verdict, "pending");
   t.like(pending?.latest?.compliance?.counts, { pending: 1, licensed: 0 });
 
   service.grant(domain, FONT_SHA, "svc-view-1");
   await service.start();
-  const outcome = await recheckScan(db.collections, licensing(), result.jobId);
+  const outcome = await recheckScan(db.collections, service.deps(db.collections), result.jobId);
   t.is(outcome.kind, "decided");
   const decided = await inView(domain);
   t.like(decided?.scan?.verdicts[0], { verdict: "licensed", licence: "svc-view-1" });
@@ -272,7 +246,7 @@ test.serial("a rescan requested through the API rewrites the view's next scan ti
 
 test.serial("after FLUSHALL a lookup answers from MongoDB and fills the view again", async (t) => {
   const domain = "flushed.test";
-  await recordScan(db.collections, store, await scanned(domain), new Date(), licensing());
+  await recordScan(db.collections, store, await scanned(domain), new Date(), service.deps(db.collections));
   await redis.flushall();
   t.is(await inView(domain), null);
   const answer = await lookup(domain);
@@ -287,7 +261,7 @@ test.serial("after FLUSHALL a lookup answers from MongoDB and fills the view aga
 
 test.serial("with Redis killed lookups still answer from MongoDB, and writers go on without the view", async (t) => {
   const domain = "redis-down.test";
-  await recordScan(db.collections, store, await scanned(domain), new Date(), licensing());
+  await recordScan(db.collections, store, await scanned(domain), new Date(), service.deps(db.collections));
   const expected = await fromMongo(domain);
   await stack.redis.kill();
   try {
@@ -298,7 +272,7 @@ test.serial("with Redis killed lookups still answer from MongoDB, and writers go
     t.like(info.json(), { domain, known: true, state: "scanned" });
     // A scan stored meanwhile is in MongoDB; only the view write is skipped.
     const other = await scanned("written-while-down.test");
-    const recorded = await recordScan(db.collections, store, other, new Date(), licensing());
+    const recorded = await recordScan(db.collections, store, other, new Date(), service.deps(db.collections));
     t.false(recorded.viewed);
     t.is((await lookup("written-while-down.test")).body?.scan?.jobId, other.jobId);
   } finally {

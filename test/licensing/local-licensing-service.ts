@@ -6,6 +6,11 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Socket } from "node:net";
+import type { LicensingDeps } from "../../actors/licensing/compliance.ts";
+import { LicensingClient } from "../../actors/licensing/licensing-client.ts";
+import { openCatalogue } from "../../actors/licensing/open-licence.ts";
+import { LicenseRegistry } from "../../actors/licensing/registry.ts";
+import type { Collections } from "../../actors/store/database.ts";
 
 export class LocalLicensingService {
   readonly licensed = new Map<string, Map<string, string>>();
@@ -21,6 +26,24 @@ export class LocalLicensingService {
 
   get url(): string {
     return `http://127.0.0.1:${this.#port}`;
+  }
+
+  /** What the results writer checks licences with: the registry, open catalogue and this service (no retries, no caching). */
+  deps(collections: Pick<Collections, "licenses" | "licenseDomains">): LicensingDeps {
+    const client = new LicensingClient({
+      url: this.url,
+      timeoutMs: 1_000,
+      retries: 0,
+      retryBaseMs: 10,
+      breakerFailures: 100,
+      breakerResetMs: 1_000,
+      cacheTtlMs: 1,
+    });
+    return {
+      registry: new LicenseRegistry(collections),
+      catalogue: openCatalogue(),
+      external: client.check.bind(client),
+    };
   }
 
   grant(domain: string, sha256: string, reference: string) {

@@ -221,7 +221,7 @@ test.serial(
 
     // Decided once: nothing is left to ask about.
     const requests = service.requests;
-    t.like(await recheckScan(db.collections, deps(), licensedEvent.jobId), {
+    t.like(await recheckScan(db.collections, service.deps(db.collections), licensedEvent.jobId), {
       kind: "skipped",
       why: "no pending verdict",
     });
@@ -229,29 +229,12 @@ test.serial(
   },
 );
 
-function deps() {
-  const client = new LicensingClient({
-    url: service.url,
-    timeoutMs: 1_000,
-    retries: 0,
-    retryBaseMs: 10,
-    breakerFailures: 100,
-    breakerResetMs: 1_000,
-    cacheTtlMs: 1,
-  });
-  return {
-    registry: new LicenseRegistry(db.collections),
-    catalogue: openCatalogue(),
-    external: client.check.bind(client),
-  };
-}
-
 test.serial("two re-checkers of the same scan: one writes, the other skips; a newer scan is left alone", async (t) => {
   const domain = "race-recheck.test";
   // Another region than the node's, so its own re-checker stays out of this race.
   const region = "elsewhere";
   await service.stop();
-  const downDeps = deps();
+  const downDeps = service.deps(db.collections);
   await store.admit([
     {
       admission: { domain, region, seedUrl: `http://${domain}/`, source: "t", admittedAt: "2026-06-01T00:00:00.000Z" },
@@ -266,8 +249,8 @@ test.serial("two re-checkers of the same scan: one writes, the other skips; a ne
   service.grant(domain, FONT_SHA, "svc-race");
   await service.start();
   const outcomes = await Promise.all([
-    recheckScan(db.collections, deps(), old.jobId),
-    recheckScan(db.collections, deps(), old.jobId),
+    recheckScan(db.collections, service.deps(db.collections), old.jobId),
+    recheckScan(db.collections, service.deps(db.collections), old.jobId),
   ]);
   // One decides; the other skips, or (where the store lets both conditional writes through) decides alike.
   const decided = outcomes.flatMap((o) => (o.kind === "decided" ? [o] : []));
@@ -302,7 +285,7 @@ test.serial("two re-checkers of the same scan: one writes, the other skips; a ne
   older.report.startedAt = "2026-01-01T00:00:00.000Z";
   await recordScan(db.collections, store, older, new Date(), downDeps);
   await service.start();
-  const r = await recheckScan(db.collections, deps(), older.jobId);
+  const r = await recheckScan(db.collections, service.deps(db.collections), older.jobId);
   t.is(r.kind, "decided");
   const d = await db.collections.domains.findOne({ _id: domain });
   t.is(d?.latest?.jobId, old.jobId);
@@ -342,7 +325,7 @@ test.serial("a domain the service keeps failing on does not hold back the others
       store,
       { ...scanResult({ jobId: `${domain}:1`, domain, leaseToken: "z", attempt: 1 }), region },
       new Date(),
-      deps(),
+      service.deps(db.collections),
     );
   const client = new LicensingClient({
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
