@@ -285,18 +285,6 @@ export class DomainStore {
     });
   }
 
-  /** The dispatcher's query: due domains of a region, highest priority first, then soonest. */
-  dueCursor(region: string, limit: number, now = new Date()) {
-    return this.#domains
-      .find(
-        { region, nextScanAt: { $lte: now } },
-        { projection: { _id: 1, nextScanAt: 1, priority: 1, manual: 1, ip: 1, state: 1, attempts: 1, leaseToken: 1 } },
-      )
-      .sort({ manual: -1, priority: -1, nextScanAt: 1 })
-      .hint("due_by_priority")
-      .limit(limit);
-  }
-
   /**
    * Leases up to `limit` due domains in one round, without transactions and with `_id` point
    * operations only: the due index yields the round's due domains in dispatch order (manual

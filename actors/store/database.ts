@@ -55,15 +55,6 @@ export async function openDatabase(config: Config): Promise<Database> {
     frontierDue: db.collection<DueDoc>("frontier_due"),
     lookupView: openLookupView(config),
   };
-  // The dispatcher's query, `{region, nextScanAt <= now}` sorted `{manual: -1, priority: -1, nextScanAt: 1}`:
-  // on MongoDB an IXSCAN of this index gives the order without a SORT stage, and the nextScanAt
-  // bound is checked inside the index per (manual, priority) prefix, so the keys examined depend
-  // on the batch and the few priorities, not on how many domains wait. (A `{region, nextScanAt}`
-  // index would need a blocking SORT over every due domain.) FerretDB v1 uses no index for it.
-  await collections.domains.createIndex(
-    { region: 1, manual: -1, priority: -1, nextScanAt: 1 },
-    { name: "due_by_priority" },
-  );
   await collections.scans.createIndex({ domain: 1, finishedAt: -1 }, { name: "by_domain_recent" });
   let closed = false;
   return {

@@ -78,15 +78,6 @@ test.serial("batch leasing: claim rounds from two stores split the due domains, 
   t.is(job.attempt, 1);
 });
 
-test.serial("the due-domains query plan (as the server reports it)", async (t) => {
-  const { store } = await setup(t);
-  await admitMany(store, 2_000, "p", new Date(Date.now() - 1_000));
-  const plan = (await store.dueCursor("local", 100).explain()) as Record<string, unknown>;
-  const text = JSON.stringify(plan);
-  t.log(text.slice(0, 1500));
-  t.truthy(plan["queryPlanner"] ?? plan["explainVersion"] ?? plan["command"], "the server explains the query");
-});
-
 test.serial("one leader per region; a standby takes over when the leader stops renewing", async (t) => {
   const { nats } = await setup(t);
   const ttl = 1_500;
