@@ -12,9 +12,9 @@
  * Both keep a site's result independent of what ran before it (a retry never sees the first
  * attempt's consent cookie); test/scanner/isolation.test.ts proves it and fails for PAGE mode,
  * where cookies, storage, service workers and popups persist in one profile. A new context per job
- * costs CPU and a renderer launch on the job's path: in `npm run bench:scan` (2 cores, concurrency 4,
- * loaded machine) context-per-job did 3.07 pages/s (1.07x Crawlee), wiped-context 6.17-10.29
- * (2.17-2.38x), for one more idle renderer per slot (the next job's page, opened ahead).
+ * costs CPU and a renderer launch on the job's path: in `npm run bench:scan` (2 cores, concurrency 4)
+ * context-per-job did 7.75 pages/s overall (0.98x Crawlee), wiped-context 17.96-18.78 (2.16-2.36x),
+ * for one more idle renderer per slot (the next job's page, opened ahead).
  */
 import { Cluster } from "puppeteer-cluster";
 import puppeteerCore, { type Page } from "puppeteer-core";
@@ -163,6 +163,12 @@ export class BrowserPool {
     const { executablePath, concurrency, pageTimeoutMs, hostResolverRules, isolation, recycleAfter } = this.#opts;
     const args = ["--disable-gpu", "--disable-background-networking", "--disable-component-update"];
     args.push("--disable-sync", "--no-first-run", "--disable-quic");
+    // Chromium keeps one spare renderer warm, bound to one browser context. With a context per
+    // slot, nearly every navigation finds the spare bound to another slot's context, throws it
+    // away and warms a new one. ops/bench/scan-stages.ts counted 1.96 renderer launches per page
+    // with the spare and 0.85 without (a lower bound: it misses short-lived ones); the spares cost
+    // about 15% of the browser path's CPU. Puppeteer merges this with its own --disable-features.
+    args.push("--disable-features=SpareRendererForSitePerProcess");
     // Chromium refuses to start its sandbox as root; elsewhere keep the sandbox.
     if (process.getuid?.() === 0) args.push("--no-sandbox");
     if (hostResolverRules) args.push(`--host-resolver-rules=${hostResolverRules}`);

@@ -57,3 +57,35 @@ function treeRssBytes(root: number): number {
   }
   return total;
 }
+
+/**
+ * Counts Chromium renderer processes started while it runs (a new pid whose command line says
+ * `--type=renderer`), polling /proc every `intervalMs`; a renderer that lives shorter than that
+ * can be missed, so the count is a lower bound. stop() returns the count.
+ */
+export function countRendererLaunches(intervalMs = 20): { stop(): number } {
+  const seen = new Set<string>();
+  const renderers = new Set<string>();
+  const pids = () => readdirSync("/proc").filter((name) => /^\d+$/.test(name));
+  for (const pid of pids()) seen.add(pid); // already running: not launched during the count
+  const tick = (): void => {
+    for (const pid of pids()) {
+      if (seen.has(pid)) continue;
+      seen.add(pid);
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) renderers.add(pid);
+      } catch {
+        // The process exited between readdir and read.
+      }
+    }
+  };
+  const timer = setInterval(tick, intervalMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      tick();
+      return renderers.size;
+    },
+  };
+}

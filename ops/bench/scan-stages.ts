@@ -2,7 +2,8 @@
  * Where the browser path's time goes: scans the corpus sites the fast path escalates (browser
  * only, as `npm run bench:scan` does for them) and sums, per stage, the time spent in each page
  * operation of extractFonts (waiting for a page, navigation, settle, inventory, rendered-font
- * sampling, links) across all jobs. Flags: --sites N (200), --concurrency N (4),
+ * sampling, links) across all jobs, and counts the renderer processes Chromium launched per page.
+ * Flags: --sites N (200), --concurrency N (4),
  * --isolation wiped-context|context-per-job, --no-egress (without the SSRF egress proxy).
  * `node ops/bench/scan-stages.ts`
  */
@@ -12,6 +13,7 @@ import { BrowserPool, type BrowserIsolation } from "../../actors/scanner/browser
 import { extractFonts } from "../../actors/scanner/extract-fonts.ts";
 import { staticScan } from "../../actors/scanner/static-path.ts";
 import { startCorpus } from "../demo/corpus.ts";
+import { countRendererLaunches } from "./scan-rss.ts";
 
 const POLICY = { allowHosts: ["*.test"], hostMap: { "*.test": "127.0.0.1" } };
 const EXTRACT = { maxFontBytes: 10 * 1024 * 1024, navigationTimeoutMs: 30_000, settleMs: 150 };
@@ -72,6 +74,7 @@ try {
     isolation: values.isolation as BrowserIsolation,
   });
   const queue = [...escalated];
+  const renderers = countRendererLaunches();
   const started = performance.now();
   let failed = 0;
   await Promise.all(
@@ -94,12 +97,14 @@ try {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const launched = renderers.stop();
   await pool.close();
   const label = `${values.isolation}${values["no-egress"] ? ", no egress proxy" : ", egress proxy"}`;
   console.log(`${escalated.length} browser sites, concurrency ${concurrency}, ${label}: ${seconds.toFixed(1)} s,`);
   console.log(
     `${(escalated.length / seconds).toFixed(2)} pages/s, ${failed} failed; slots ${JSON.stringify(pool.slotStats)}`,
   );
+  console.log(`renderer processes launched: ${launched} (${(launched / escalated.length).toFixed(2)} per page)`);
   console.log("| stage | calls | total s | mean ms |\n|---|---|---|---|");
   for (const [stage, t] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
     console.log(`| ${stage} | ${t.n} | ${(t.ms / 1000).toFixed(1)} | ${(t.ms / t.n).toFixed(0)} |`);
