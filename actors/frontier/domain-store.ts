@@ -1,11 +1,12 @@
 /**
  * The frontier's state in MongoDB: admitting domains, leasing due ones as jobs, and recording
  * outcomes. Every write is keyed and conditional, so redelivered messages change nothing twice,
- * and a lease is checked by its owner token on write-back.
+ * and a lease is checked by its owner token on write-back: in the update's filter on MongoDB, on
+ * a read by `_id` just before it on FerretDB (guardedById says why).
  */
 import { createHash, randomBytes } from "node:crypto";
 import { MongoBulkWriteError, type Collection } from "mongodb";
-import type { Collections, HostDoc } from "../store/database.ts";
+import { guardedById, type Collections, type HostDoc } from "../store/database.ts";
 import type { DomainDoc, ScanSummary } from "../store/documents.ts";
 import {
   schemaHeader,
@@ -176,13 +177,13 @@ export class DomainStore {
     if (admissions.length === 0) return;
     // A replayed dead letter of a parked domain gives it its attempts back and makes it due.
     for (const { admission: a } of admissions.filter(({ admission: a }) => a.revive === true)) {
-      const doc = await this.#domains.findOne({ _id: a.domain }, { projection: { region: 1, manual: 1, priority: 1 } });
-      if (!doc) continue;
+      const projection = { region: 1, manual: 1, priority: 1, state: 1 };
+      const doc = await this.#domains.findOne({ _id: a.domain }, { projection });
+      if (doc?.state !== "failed") continue;
       await this.#due.add([this.#entry(doc, now)]);
-      await this.#domains.updateOne(
-        { _id: a.domain, state: "failed" as const },
-        { $set: { state: "queued" as const, attempts: 0, nextScanAt: now, parkedAt: null } },
-      );
+      await this.#domains.updateOne(guardedById(this.#c, a.domain, { state: "failed" as const }), {
+        $set: { state: "queued" as const, attempts: 0, nextScanAt: now, parkedAt: null },
+      });
     }
     let upserts = admissions;
     if (fresh) {
@@ -501,14 +502,18 @@ export class DomainStore {
    * is already under way). A parked domain gets its attempts back.
    */
   async requestRescan(domain: string, now = new Date()): Promise<RescanRequest> {
-    const doc = await this.#domains.findOne({ _id: domain }, { projection: { region: 1, priority: 1 } });
+    const projection = { region: 1, priority: 1, state: 1, leaseUntil: 1 };
+    const doc = await this.#domains.findOne({ _id: domain }, { projection });
     if (!doc) return "unknown";
+    if (doc.state === "leased" && doc.leaseUntil && doc.leaseUntil > now) return "leased";
     // The entry first: if the domain turns out leased, it is stale and dropped when read.
     await this.#due.add([this.#entry({ ...doc, manual: true }, now)]);
-    const updated = await this.#domains.updateOne(
-      { _id: domain, $or: [{ state: { $ne: "leased" } }, { leaseUntil: null }, { leaseUntil: { $lte: now } }] },
-      { $set: { nextScanAt: now, manual: true, attempts: 0 } },
-    );
+    const unleased = {
+      $or: [{ state: { $ne: "leased" as const } }, { leaseUntil: null }, { leaseUntil: { $lte: now } }],
+    };
+    const updated = await this.#domains.updateOne(guardedById(this.#c, domain, unleased), {
+      $set: { nextScanAt: now, manual: true, attempts: 0 },
+    });
     if (updated.matchedCount === 1) return "requested";
     return (await this.#domains.countDocuments({ _id: domain })) === 1 ? "leased" : "unknown";
   }
@@ -522,18 +527,15 @@ export class DomainStore {
     if (doc?.leaseToken !== token) return;
     await this.#releaseIp(doc.region, domain, doc.ip);
     await this.#due.add([this.#entry(doc, now)]);
-    await this.#c.domains.updateOne(
-      { _id: domain, leaseToken: token },
-      {
-        $set: {
-          state: "queued",
-          leaseToken: null,
-          leaseUntil: null,
-          nextScanAt: now,
-        },
-        $inc: { attempts: -1 },
+    await this.#c.domains.updateOne(guardedById(this.#c, domain, { leaseToken: token }), {
+      $set: {
+        state: "queued",
+        leaseToken: null,
+        leaseUntil: null,
+        nextScanAt: now,
       },
-    );
+      $inc: { attempts: -1 },
+    });
   }
 
   /**
@@ -543,10 +545,13 @@ export class DomainStore {
    */
   async recordOutcome(result: ScanResult, summary: ScanSummary, now = new Date()): Promise<"current" | "stale"> {
     const ok = result.report.status === "ok";
-    const current = await this.#domains.findOne({
-      _id: result.domain,
-      leaseToken: result.leaseToken,
-    });
+    const doc = await this.#domains.findOne({ _id: result.domain });
+    const current = doc?.leaseToken === result.leaseToken ? doc : null;
+    // A scan with verdicts becomes the domain's assessed scan when it is the newest one.
+    const newer = (d: FrontierDoc | null): boolean =>
+      summary.compliance != null && !(d?.assessed && d.assessed.finishedAt >= summary.finishedAt);
+    const assessed = (d: FrontierDoc | null) =>
+      newer(d) ? { assessed: { jobId: result.jobId, finishedAt: summary.finishedAt } } : {};
     if (current) {
       const cause = ok ? null : classifyFailure(result.report);
       const retry = cause ? retryPolicy(this.#policy, cause) : null;
@@ -580,7 +585,7 @@ export class DomainStore {
       const manual = !ok && !parked && current.manual === true;
       if (nextScanAt) await this.#due.add([this.#entry({ ...current, manual }, nextScanAt)]);
       const updated = await this.#domains.updateOne(
-        { _id: result.domain, leaseToken: result.leaseToken },
+        guardedById(this.#c, result.domain, { leaseToken: result.leaseToken }),
         {
           $set: {
             ...(fontsKey === undefined ? {} : { fontsKey }),
@@ -598,22 +603,31 @@ export class DomainStore {
             leaseUntil: null,
             lastScanAt: summary.finishedAt,
             latest: summary,
+            ...assessed(current),
           },
           $inc: { scanCount: 1 },
         },
       );
       if (updated.modifiedCount === 1) return "current";
     }
-    await this.#c.domains.updateOne(
-      {
-        _id: result.domain,
-        $or: [{ lastScanAt: null }, { lastScanAt: { $lt: summary.finishedAt } }],
-      },
-      {
-        $set: { lastScanAt: summary.finishedAt, latest: summary },
-        $inc: { scanCount: 1 },
-      },
-    );
+    // A stale result: newer than what the domain shows, it becomes the latest scan.
+    const seen = current ? await this.#domains.findOne({ _id: result.domain }) : doc;
+    if (!seen) return "stale";
+    if (!seen.lastScanAt || seen.lastScanAt < summary.finishedAt) {
+      await this.#c.domains.updateOne(
+        guardedById(this.#c, result.domain, {
+          $or: [{ lastScanAt: null }, { lastScanAt: { $lt: summary.finishedAt } }],
+        }),
+        { $set: { lastScanAt: summary.finishedAt, latest: summary, ...assessed(seen) }, $inc: { scanCount: 1 } },
+      );
+    } else if (newer(seen)) {
+      await this.#c.domains.updateOne(
+        guardedById(this.#c, result.domain, {
+          $or: [{ assessed: null }, { "assessed.finishedAt": { $lt: summary.finishedAt } }],
+        }),
+        { $set: assessed(seen) },
+      );
+    }
     return "stale";
   }
 

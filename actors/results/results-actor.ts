@@ -10,7 +10,7 @@ import { instruments } from "../../cluster/metrics.ts";
 import { withSpan } from "../../cluster/telemetry.ts";
 import { consumers, msgIds, streams, subjects, type ComplianceVerdict, type ScanResult } from "../../protocol/mod.ts";
 import type { Collections } from "../store/database.ts";
-import type { FontDoc, ScanDoc, ScanSummary } from "../store/documents.ts";
+import type { DomainDoc, FontDoc, ScanDoc, ScanSummary } from "../store/documents.ts";
 import { refreshLookupView } from "../store/lookup-view.ts";
 import type { DomainStore } from "../frontier/domain-store.ts";
 import {
@@ -56,20 +56,37 @@ async function assess(
   collections: Collections,
   licensing: LicensingDeps,
   result: ScanResult,
+  domain: DomainDoc | null,
   now: Date,
 ): Promise<{ verdicts: FontVerdict[]; summary: ComplianceSummary }> {
   const verdicts = await assessScan(licensing, result, now);
-  const previous = await collections.scans.findOne(
-    {
-      domain: result.domain,
-      _id: { $ne: result.jobId },
-      finishedAt: { $lt: new Date(result.report.finishedAt) },
-      verdicts: { $exists: true },
-    },
-    { sort: { finishedAt: -1 }, projection: { _id: 1, verdicts: 1 } },
-  );
+  const previous = await previousAssessed(collections, result, domain);
   const changes = diffVerdicts(previous ? { jobId: previous._id, verdicts: previous.verdicts ?? [] } : null, verdicts);
   return { verdicts, summary: { counts: countVerdicts(verdicts), changes, assessedAt: now } };
+}
+
+/**
+ * The domain's assessed scan before this one: usually the scan its `assessed` field names, one
+ * read by `_id`. A redelivered or late result (the named scan is this one or newer), or a domain
+ * scanned before that field existed, is looked up by domain and time instead, which FerretDB v1
+ * answers by scanning every stored scan; so only then.
+ */
+async function previousAssessed(
+  collections: Collections,
+  result: ScanResult,
+  domain: DomainDoc | null,
+): Promise<Pick<ScanDoc, "_id" | "verdicts"> | null> {
+  const finishedAt = new Date(result.report.finishedAt);
+  const projection = { _id: 1, verdicts: 1 } as const;
+  const named = domain?.assessed;
+  if (named && named.jobId !== result.jobId && named.finishedAt < finishedAt) {
+    return collections.scans.findOne({ _id: named.jobId }, { projection });
+  }
+  if (!named && !domain?.scanCount) return null; // never scanned: nothing to compare with
+  return collections.scans.findOne(
+    { domain: result.domain, _id: { $ne: result.jobId }, finishedAt: { $lt: finishedAt }, verdicts: { $exists: true } },
+    { sort: { finishedAt: -1 }, projection },
+  );
 }
 
 export async function recordScan(
@@ -84,7 +101,7 @@ export async function recordScan(
   const assessed =
     licensing && report.status === "ok"
       ? await withSpan("check licences", { "glyphscan.fonts.files": report.files.length }, () =>
-          assess(collections, licensing, result, now),
+          assess(collections, licensing, result, current, now),
         )
       : null;
   const scan: ScanDoc = {

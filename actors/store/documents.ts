@@ -39,6 +39,11 @@ export interface DomainDoc {
   lastScanAt: Date | null;
   scanCount: number;
   latest: ScanSummary | null;
+  /**
+   * The newest scan with licence verdicts, which the next one's changes are computed against
+   * (results-actor.ts); absent before the first.
+   */
+  assessed?: { jobId: string; finishedAt: Date } | null;
   /** W3C traceparent of the admission, so scans join the trace that found the domain. */
   traceparent: string | null;
 }

@@ -10,7 +10,8 @@
  *  - Redis bytes per domain, Bloom vs exact set (MEMORY USAGE);
  *  - the Bloom filter's measured false-positive rate on domains never fed;
  *  - a dispatch round (find due domains in the due index + claim a batch) at two frontier sizes,
- *    with its point reads, next to FerretDB's plan for the old due query.
+ *    with its point reads, next to FerretDB's plan for the old due query; and what recording a
+ *    scan's outcome on its lease costs at both sizes.
  *
  * The issue's sizes (1M messages over 300k domains; frontier 100k and 1M) take far longer than
  * ten minutes against FerretDB v1 (SQLite) on a 2-core machine, so the defaults are scaled down
@@ -21,7 +22,8 @@ import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { SeenFilter } from "../../actors/coordinator/seen-filter.ts";
-import { DomainStore } from "../../actors/frontier/domain-store.ts";
+import { DomainStore, type LeasedJob } from "../../actors/frontier/domain-store.ts";
+import { summarise } from "../../actors/results/results-actor.ts";
 import { openDatabase } from "../../actors/store/database.ts";
 import { loadConfig } from "../../config/mod.ts";
 import { startMongo, startRedis, stopAll } from "../../test/harness/servers.ts";
@@ -225,6 +227,7 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
   let have = 0;
   const medians: number[] = [];
   const idMedians: number[] = [];
+  const outcomeMedians: number[] = [];
   const reads: number[] = [];
   for (const size of sizes) {
     for (let i = have; i < size; i += 5_000) {
@@ -258,10 +261,13 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
     const times: number[] = [];
     const roundReads: number[] = [];
     let claimed = 0;
+    const jobs: LeasedJob[] = [];
     for (let r = 0; r < 7; r++) {
       const t0 = performance.now();
-      claimed += (await store.leaseDue("local", batch)).length;
+      const round = await store.leaseDue("local", batch);
       times.push(performance.now() - t0);
+      claimed += round.length;
+      jobs.push(...round);
       const s = store.lastRound;
       roundReads.push(s.indexReads + s.domainReads);
     }
@@ -284,7 +290,31 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
     byId.sort((a, b) => a - b);
     idMedians.push(byId[3]!);
     table.push([`findOne by _id @${size}`, `${byId[3]!.toFixed(1)} ms median of 7`]);
+    // What each scan result then costs the frontier: the outcome written back on the lease.
+    const outcomes: number[] = [];
+    for (const { job } of jobs.slice(0, 15)) {
+      const finishedAt = new Date().toISOString();
+      const result = {
+        ...{ jobId: job.jobId, domain: job.domain, region: job.region, leaseToken: job.leaseToken },
+        ...{ attempt: job.attempt, scannerNode: "bench" },
+        report: {
+          ...{ status: "ok" as const, failure: null, path: "static" as const, pages: [], faces: [], files: [] },
+          ...{ startedAt: finishedAt, finishedAt },
+        },
+      };
+      const t0 = performance.now();
+      if ((await store.recordOutcome(result, summarise(result))) !== "current") throw new Error("lease lost");
+      outcomes.push(performance.now() - t0);
+    }
+    outcomes.sort((a, b) => a - b);
+    const outcomeMedian = outcomes[Math.floor(outcomes.length / 2)]!;
+    outcomeMedians.push(outcomeMedian);
+    table.push([`scan outcome recorded @${size}`, `${outcomeMedian.toFixed(1)} ms median of ${outcomes.length}`]);
   }
+  results["outcomeMsSmall"] = outcomeMedians[0]!;
+  results["outcomeMsLarge"] = outcomeMedians[1]!;
+  results["outcomeRatioLargeVsSmall"] = outcomeMedians[1]! / outcomeMedians[0]!;
+  table.push(["scan outcome ratio large/small", results["outcomeRatioLargeVsSmall"].toFixed(2)]);
   results["dispatchMsSmall"] = medians[0]!;
   results["dispatchMsLarge"] = medians[1]!;
   results["dispatchRatio1MVs100k"] = medians[1]! / medians[0]!;
