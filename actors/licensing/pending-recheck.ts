@@ -22,7 +22,7 @@ import { errorMessage } from "../../cluster/errors.ts";
 import type { Logger } from "../../cluster/log.ts";
 import type { Service, ServiceState } from "../../cluster/service.ts";
 import { msgIds, subjects, type ComplianceVerdict, type FontFile, type ScanResult } from "../../protocol/mod.ts";
-import type { Collections } from "../store/database.ts";
+import { guardedById, type Collections } from "../store/database.ts";
 import type { ScanDoc } from "../store/documents.ts";
 import { refreshLookupView } from "../store/lookup-view.ts";
 import {
@@ -118,10 +118,7 @@ export async function recheckScan(
   const pending = new Set(scan.verdicts.filter((v) => v.verdict === PENDING).map((v) => v.sha256));
   if (pending.size === 0) {
     // The domain still counts pending verdicts the scan no longer has (a crash between the two writes): repair it.
-    await c.domains.updateOne(
-      { _id: scan.domain, "latest.jobId": jobId },
-      { $set: { "latest.compliance": scan.compliance } },
-    );
+    await setLatestCompliance(c, scan.domain, jobId, scan.compliance);
     return { kind: "skipped", jobId, why: "no pending verdict" };
   }
   const result = await reportOf(c, scan, pending);
@@ -136,12 +133,16 @@ export async function recheckScan(
     ? diffVerdicts({ jobId: previous._id, verdicts: previous.verdicts ?? [] }, verdicts)
     : scan.compliance.changes;
   const summary: ComplianceSummary = { counts: countVerdicts(verdicts), changes, assessedAt: now };
-  const written = await c.scans.updateOne(
-    { _id: jobId, "compliance.assessedAt": assessedAt },
-    { $set: { verdicts, compliance: summary } },
-  );
-  if (written.modifiedCount !== 1) return { kind: "skipped", jobId, why: "assessed again meanwhile" };
-  await c.domains.updateOne({ _id: scan.domain, "latest.jobId": jobId }, { $set: { "latest.compliance": summary } });
+  // Checked on a fresh read as well as in the filter: FerretDB gets the filter as `_id` alone (guardedById).
+  const stored = await c.scans.findOne({ _id: jobId }, { projection: { compliance: 1 } });
+  const unchanged = stored?.compliance?.assessedAt.getTime() === assessedAt.getTime();
+  const written = unchanged
+    ? await c.scans.updateOne(guardedById(c, jobId, { "compliance.assessedAt": assessedAt }), {
+        $set: { verdicts, compliance: summary },
+      })
+    : null;
+  if (written?.modifiedCount !== 1) return { kind: "skipped", jobId, why: "assessed again meanwhile" };
+  await setLatestCompliance(c, scan.domain, jobId, summary);
   // Lookups show the decided verdicts now, not when the view entry expires (a Redis outage: then).
   await refreshLookupView(c, scan.domain);
   const hash = createHash("sha256")
@@ -150,6 +151,15 @@ export async function recheckScan(
     .slice(0, 32);
   const event = complianceEvent(result, verdicts, summary);
   return { kind: "decided", jobId, verdicts, summary, event, msgId: msgIds.complianceRecheck(jobId, hash) };
+}
+
+/** The domain's latest summary gets the scan's compliance, only while that scan is still its latest. */
+async function setLatestCompliance(c: Collections, domain: string, jobId: string, compliance: ComplianceSummary) {
+  const doc = await c.domains.findOne({ _id: domain }, { projection: { latest: 1 } });
+  if (doc?.latest?.jobId !== jobId) return;
+  await c.domains.updateOne(guardedById(c, domain, { "latest.jobId": jobId }), {
+    $set: { "latest.compliance": compliance },
+  });
 }
 
 export class PendingRecheck implements Service {

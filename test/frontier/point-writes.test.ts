@@ -8,6 +8,7 @@ import test from "ava";
 import { readFileSync } from "node:fs";
 import type { CommandStartedEvent, Document } from "mongodb";
 import { DomainStore } from "../../actors/frontier/domain-store.ts";
+import { recheckScan } from "../../actors/licensing/pending-recheck.ts";
 import { recordScan, summarise } from "../../actors/results/results-actor.ts";
 import { readFontMetadata, sha256Hex } from "../../actors/scanner/font-metadata.ts";
 import { openDatabase } from "../../actors/store/database.ts";
@@ -74,7 +75,7 @@ const fontReport = (job: ScanJob, at: Date): Partial<ScanResult["report"]> => {
   };
 };
 
-test("the lease cycle and the results writer reach domains and scans by _id only", async (t) => {
+test("the lease cycle, the results writer and the pending re-check reach domains and scans by _id only", async (t) => {
   const config = stack.config({ roles: ["frontier", "results"], frontier: { leaseMs: 10 * MIN } });
   const db = await openDatabase(config, { clientOptions: { monitorCommands: true } });
   t.teardown(() => db.close());
@@ -113,7 +114,9 @@ test("the lease cycle and the results writer reach domains and scans by _id only
 
   // A rescan of a makes it due now; the next scan is compared with the first.
   t.is(await store.requestRescan("a.test", at(2)), "requested");
-  const again = (await store.leaseDue("local", 10, at(2))).find((l) => l.job.domain === "a.test")!.job;
+  const round = await store.leaseDue("local", 10, at(2));
+  const leasedAgain = (d: string) => round.find((l) => l.job.domain === d)!.job;
+  const again = leasedAgain("a.test");
   t.is(await store.requestRescan("a.test", at(2)), "leased", "a live lease is left alone");
   const second = scanResultFor(again, at(3), fontReport(again, at(3)));
   const recorded = await recordScan(db.collections, store, second, at(3), licensing);
@@ -129,6 +132,16 @@ test("the lease cycle and the results writer reach domains and scans by _id only
   const before = await store.get("b.test");
   await store.releaseLease("b.test", "not-the-token", at(4));
   t.deepEqual(await store.get("b.test"), before);
+
+  // c, scanned while the licensing service is away: pending, then decided once it is back.
+  const cJob = leasedAgain("c.test");
+  await service.stop();
+  const pending = scanResultFor(cJob, at(5), fontReport(cJob, at(5)));
+  await recordScan(db.collections, store, pending, at(5), licensing);
+  t.is((await store.get("c.test"))?.latest?.compliance?.counts.pending, 1);
+  await service.start();
+  t.is((await recheckScan(db.collections, licensing, pending.jobId, at(6))).kind, "decided");
+  t.is((await store.get("c.test"))?.latest?.compliance?.counts.pending, 0);
 
   const watched = sent.filter((s) => s.collection === "domains" || s.collection === "scans");
   t.true(watched.length > 20, `${watched.length} commands watched`);
