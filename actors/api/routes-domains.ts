@@ -1,11 +1,11 @@
 /** Read routes: a domain's latest scan with its fonts and verdicts, and its scan history. */
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { Filter } from "mongodb";
 import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
 import type { Database } from "../store/database.ts";
 import type { ScanDoc } from "../store/documents.ts";
 import { scanSummary } from "../store/lookup-view.ts";
+import { scanHistory } from "../store/scan-index.ts";
 import type { Lookups } from "./lookups.ts";
 import { domainParam, scansQuery } from "./schemas.ts";
 
@@ -37,7 +37,7 @@ function decodeCursor(raw: string): { at: Date; id: string } | null {
 }
 
 export function domainRoutes(app: FastifyInstance, config: Config, db: Database, lookups: Lookups): void {
-  const { domains, scans } = db.collections;
+  const { domains } = db.collections;
 
   app.get<{ Params: { domain: string } }>("/v1/domains/:domain", async (req, reply) => {
     const id = registrableDomain(req.params.domain, config);
@@ -60,17 +60,7 @@ export function domainRoutes(app: FastifyInstance, config: Config, db: Database,
       if (q.data.cursor !== undefined && !after) return badRequest(reply, "cursor: not a cursor from this API");
       const d = await domains.findOne({ _id: id }, { projection: { _id: 1 } });
       if (!d) return notFound(reply, id);
-      const filter: Filter<ScanDoc> = after
-        ? {
-            domain: id,
-            $or: [{ finishedAt: { $lt: after.at } }, { finishedAt: after.at, _id: { $lt: after.id } }],
-          }
-        : { domain: id };
-      const rows = await scans
-        .find(filter, { projection: { pages: 0, verdicts: 0 } })
-        .sort({ finishedAt: -1, _id: -1 })
-        .limit(q.data.limit + 1)
-        .toArray();
+      const rows = await scanHistory(db.collections, id, q.data.limit + 1, after);
       const page = rows.slice(0, q.data.limit);
       const last = page.at(-1);
       return {

@@ -12,6 +12,7 @@ import { consumers, msgIds, streams, subjects, type ComplianceVerdict, type Scan
 import type { Collections } from "../store/database.ts";
 import type { DomainDoc, FontDoc, ScanDoc, ScanSummary } from "../store/documents.ts";
 import { refreshLookupView } from "../store/lookup-view.ts";
+import { indexScan } from "../store/scan-index.ts";
 import type { DomainStore } from "../frontier/domain-store.ts";
 import {
   assessScan,
@@ -127,9 +128,15 @@ export async function recordScan(
     recordedAt: now,
     ...(assessed ? { verdicts: assessed.verdicts, compliance: assessed.summary } : {}),
   };
-  await withSpan("store scan", { "db.collection.name": "scans", "glyphscan.job.id": scan._id }, () =>
-    collections.scans.replaceOne({ _id: scan._id }, scan, { upsert: true }),
-  );
+  await withSpan("store scan", { "db.collection.name": "scans", "glyphscan.job.id": scan._id }, async () => {
+    await collections.scans.replaceOne({ _id: scan._id }, scan, { upsert: true });
+    await indexScan(
+      collections.scanIndex,
+      scan.domain,
+      { jobId: scan._id, finishedAt: scan.finishedAt },
+      !current?.scanCount,
+    );
+  });
   if (report.files.length > 0) {
     await collections.fonts.bulkWrite(
       report.files.map((f) => ({

@@ -7,10 +7,13 @@ import type { Config } from "../../config/mod.ts";
 import type { DueDoc } from "../frontier/due-index.ts";
 import type { DomainDoc, FontDoc, LicenseDoc, LicenseDomainDoc, ScanDoc } from "./documents.ts";
 import { openLookupView, type LookupView } from "./lookup-view.ts";
+import type { ScanIndexDoc } from "./scan-index.ts";
 
 export interface Collections {
   domains: Collection<DomainDoc>;
   scans: Collection<ScanDoc>;
+  /** Each domain's scans in finish order, read by `_id` (scan-index.ts). */
+  scanIndex: Collection<ScanIndexDoc>;
   fonts: Collection<FontDoc>;
   licenses: Collection<LicenseDoc>;
   licenseDomains: Collection<LicenseDomainDoc>;
@@ -80,6 +83,7 @@ export async function openDatabase(
   const collections: Collections = {
     domains: db.collection<DomainDoc>("domains"),
     scans: db.collection<ScanDoc>("scans"),
+    scanIndex: db.collection<ScanIndexDoc>("scan_index"),
     fonts: db.collection<FontDoc>("fonts"),
     licenses: db.collection<LicenseDoc>("licenses"),
     licenseDomains: db.collection<LicenseDomainDoc>("license_domains"),
