@@ -11,7 +11,11 @@
  *    --cache-ttl, set long enough to outlast the run; printed with the figures);
  *  - the same two routes on a random domain of all N per request: most miss the in-process cache
  *    (it keeps api.lookupCacheEntries, 10k, of the N) and are answered from the lookup view in Redis,
- *    filled beforehand by `glyphscan views rebuild` as an operator would (its time is printed).
+ *    filled beforehand by `glyphscan views rebuild` as an operator would (its time is printed);
+ *  - GET /v1/domains/{domain}/scans (scan history) on a random domain whose scans the scan index
+ *    lists (even-numbered ones, indexed as the results writer does); and one request at a time,
+ *    on those and, as the baseline, on domains scanned before the index existed (odd-numbered:
+ *    answered by a query of `scans`, which FerretDB answers by reading every scan).
  *
  * Also prints the view's Redis memory per domain (MEMORY USAGE of sampled keys, and used_memory
  * before and after the rebuild over N), and the load average before and after the runs (the
@@ -199,7 +203,7 @@ async function seed(config: Config): Promise<number> {
   const started = performance.now();
   try {
     const now = new Date();
-    const { domains, scans, fonts } = db.collections;
+    const { domains, scans, fonts, scanIndex } = db.collections;
     await fonts.insertMany(
       Array.from({ length: FONTS }, (_, i) => fontDoc(i, now)),
       { ordered: false },
@@ -213,6 +217,18 @@ async function seed(config: Config): Promise<number> {
         ),
         domains.insertMany(
           docs.map((x) => x.domain),
+          { ordered: false },
+        ),
+        // Even domains' scans are in the scan index, as the results writer lists them; odd ones predate it.
+        scanIndex.insertMany(
+          docs
+            .filter((_, k) => (i + k) % 2 === 0)
+            .map((x) => ({
+              _id: `${x.domain._id}|0`,
+              e: [{ j: x.scan._id, f: x.scan.finishedAt }],
+              last: 0,
+              complete: true,
+            })),
           { ordered: false },
         ),
       ]);
@@ -317,6 +333,8 @@ interface Run {
 const randomDomain = () => domainName(Math.floor(Math.random() * DOMAINS));
 /** The hot set: every HOT-th domain, spread over the collection. */
 const hotDomain = () => domainName(Math.floor(Math.random() * HOT) * Math.floor(DOMAINS / HOT));
+/** A random domain with an even or odd number: scans in the scan index, or scanned before it existed. */
+const parityDomain = (parity: 0 | 1) => domainName(2 * Math.floor((Math.random() * DOMAINS) / 2) + parity);
 const urlOf = (domain: string) => `/urlinfo/1/www.${domain}:443/shop/item?id=${Math.floor(Math.random() * 1e6)}`;
 const PATHS = {
   health: () => "/healthz",
@@ -324,6 +342,7 @@ const PATHS = {
   urlinfo: () => urlOf(randomDomain()),
   "domains-hot": () => `/v1/domains/${hotDomain()}`,
   "urlinfo-hot": () => urlOf(hotDomain()),
+  history: () => `/v1/domains/${parityDomain(0)}/scans`,
 } as const;
 const LABELS: Record<keyof typeof PATHS, string> = {
   health: "GET /healthz (baseline)",
@@ -331,6 +350,7 @@ const LABELS: Record<keyof typeof PATHS, string> = {
   urlinfo: "GET /urlinfo/1/{host}/{path}, any of N",
   "domains-hot": "GET /v1/domains/{domain}, hot set",
   "urlinfo-hot": "GET /urlinfo/1/{host}/{path}, hot set",
+  history: "GET /v1/domains/{domain}/scans, scan index",
 };
 
 async function load(url: string, name: keyof typeof PATHS, seconds: number, pid: number): Promise<Run> {
@@ -369,6 +389,8 @@ async function main() {
   const runs: Run[] = [];
   let seedSeconds = 0;
   let coldLookupMs = 0;
+  /** One scan-history request alone (median of 3): through the scan index, and by a query. */
+  const historyAloneMs = { index: 0, query: 0 };
   let rebuildSeconds = 0;
   let loadBefore: number[] = [];
   let loadAfter: number[] = [];
@@ -442,6 +464,26 @@ async function main() {
       process.stderr.write(`load ${name} for ${DURATION} s...\n`);
       runs.push(await load(started.url, name, DURATION, pid));
     }
+    // Scan history: through the scan index, and by a query of `scans` for domains scanned before it;
+    // first one request at a time, then under load.
+    for (const [kind, parity] of [
+      ["index", 0],
+      ["query", 1],
+    ] as const) {
+      const alone: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const res = await fetch(`${started.url}/v1/domains/${parityDomain(parity)}/scans`);
+        if (res.status !== 200) throw new Error(`scan history: ${res.status}`);
+        await res.arrayBuffer();
+        alone.push(performance.now() - t0);
+      }
+      historyAloneMs[kind] = alone.sort((a, b) => a - b)[1]!;
+    }
+    for (const name of ["history"] as const) {
+      process.stderr.write(`load ${name} for ${DURATION} s...\n`);
+      runs.push(await load(started.url, name, DURATION, pid));
+    }
     loadAfter = loadavg();
   } finally {
     if (api && api.exitCode === null) {
@@ -451,7 +493,7 @@ async function main() {
     }
     await stopAll();
   }
-  const [health, domainsHot, urlinfoHot, domains, urlinfo] = runs as [Run, Run, Run, Run, Run];
+  const [health, domainsHot, urlinfoHot, domains, urlinfo, history] = runs as [Run, Run, Run, Run, Run, Run];
   const ratio = (r: Run) => r.requestsPerSecond / health.requestsPerSecond;
   const header = [
     "route",
@@ -490,7 +532,10 @@ async function main() {
       `load average (1, 5, 15 min) before the runs ${loadBefore.map((l) => l.toFixed(2)).join(", ")}, ` +
       `after ${loadAfter.map((l) => l.toFixed(2)).join(", ")}\n` +
       `lookups/health: domains ${ratio(domains).toFixed(3)}x, urlinfo ${ratio(urlinfo).toFixed(3)}x; ` +
-      `hot set: domains ${ratio(domainsHot).toFixed(2)}x, urlinfo ${ratio(urlinfoHot).toFixed(2)}x\n`,
+      `hot set: domains ${ratio(domainsHot).toFixed(2)}x, urlinfo ${ratio(urlinfoHot).toFixed(2)}x\n` +
+      `one scan history request alone: scan index ${historyAloneMs.index.toFixed(1)} ms, ` +
+      `query ${historyAloneMs.query.toFixed(1)} ms (median of 3): the query takes ` +
+      `${(historyAloneMs.query / historyAloneMs.index).toFixed(0)}x as long\n`,
   );
   if (args.json) {
     const figures = {
@@ -515,6 +560,11 @@ async function main() {
       ratioUrlinfoVsHealth: ratio(urlinfo),
       ratioDomainsHotVsHealth: ratio(domainsHot),
       ratioUrlinfoHotVsHealth: ratio(urlinfoHot),
+      historyAloneMs: historyAloneMs.index,
+      historyUnindexedAloneMs: historyAloneMs.query,
+      historyRequestsPerSecond: history.requestsPerSecond,
+      historyP99Ms: history.p99Ms,
+      ratioHistoryQueryVsIndexMs: historyAloneMs.query / historyAloneMs.index,
       coldLookupMs,
       seedSeconds,
       viewRebuildSeconds: rebuildSeconds,
