@@ -89,11 +89,19 @@ export function domainQuery(f: ExportFilter): Filter<DomainDoc> {
 type ScanVerdicts = Pick<ScanDoc, "_id" | "domain" | "region" | "finishedAt" | "verdicts" | "compliance">;
 const SCAN_PROJECTION = { _id: 1, domain: 1, region: 1, finishedAt: 1, verdicts: 1, compliance: 1 } as const;
 
-/** The domain's latest scan with verdicts: by `_id` when its latest scan was assessed. */
-async function assessedScan(c: Collections, d: Pick<DomainDoc, "_id" | "latest">): Promise<ScanVerdicts | null> {
+/**
+ * The domain's latest scan with verdicts: by `_id` when its latest scan was assessed or the domain
+ * names its assessed scan; by a query (on FerretDB a read of every scan) only for a domain whose
+ * latest scan failed and that was scanned before domains named their assessed scan.
+ */
+async function assessedScan(
+  c: Collections,
+  d: Pick<DomainDoc, "_id" | "latest" | "assessed">,
+): Promise<ScanVerdicts | null> {
   if (!d.latest) return null;
   if (d.latest.compliance)
     return c.scans.findOne<ScanVerdicts>({ _id: d.latest.jobId }, { projection: SCAN_PROJECTION });
+  if (d.assessed) return c.scans.findOne<ScanVerdicts>({ _id: d.assessed.jobId }, { projection: SCAN_PROJECTION });
   return c.scans.findOne<ScanVerdicts>(
     { domain: d._id, verdicts: { $exists: true } },
     { sort: { finishedAt: -1 }, projection: SCAN_PROJECTION },
@@ -144,11 +152,11 @@ export async function* exportRows(
   parallel = 16,
 ): AsyncGenerator<ExportRow, ExportProgress> {
   const cursor = c.domains.find(domainQuery(f), {
-    projection: { _id: 1, latest: 1 },
+    projection: { _id: 1, latest: 1, assessed: 1 },
     batchSize: 256,
   });
   try {
-    let chunk: Array<Pick<DomainDoc, "_id" | "latest">> = [];
+    let chunk: Array<Pick<DomainDoc, "_id" | "latest" | "assessed">> = [];
     const flush = async function* () {
       const scans = await Promise.all(chunk.map((d) => assessedScan(c, d)));
       for (const scan of scans) {
