@@ -19,6 +19,7 @@ import { formatRescan, requestRescan } from "./commands/rescan.ts";
 import { formatExportSummary, parseExportFlags, runExport, type ExportFlags } from "./commands/export.ts";
 import { startApi } from "../actors/api/server.ts";
 import { bloomStats, formatBloomStats, formatRebuild, rebuildSeenFilter } from "./commands/bloom.ts";
+import { formatReindex, reindex } from "./commands/scans.ts";
 import { formatViewRebuild, rebuildViews } from "./commands/views.ts";
 
 const program = new Command("glyphscan")
@@ -271,6 +272,17 @@ views
     const summary = await rebuildViews(config, { ...opts, progress: process.stderr });
     process.stdout.write(`${formatViewRebuild(summary)}\n`);
     if (summary.failed > 0) process.exitCode = 1;
+  });
+
+const scans = program.command("scans").description("stored scans");
+scans
+  .command("reindex")
+  .description("list scans stored before the scan index in it, and name each domain's assessed scan (idempotent)")
+  .option("--batch <n>", "scans per MongoDB batch", (v) => Number.parseInt(v, 10), 1000)
+  .action(async (opts: { batch: number }) => {
+    const { config } = commandContext(globals());
+    const summary = await reindex(config, { ...opts, progress: process.stderr });
+    process.stdout.write(`${formatReindex(summary)}\n`);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -8,7 +8,7 @@
  */
 import type { Collection, Filter } from "mongodb";
 import { mapLimit } from "../../cluster/async.ts";
-import type { Collections } from "./database.ts";
+import { guardedById, type Collections } from "./database.ts";
 import type { ScanDoc } from "./documents.ts";
 
 export const PAGE_SIZE = 100;
@@ -119,4 +119,73 @@ export async function scanHistory(
     .sort({ finishedAt: -1, _id: -1 })
     .limit(limit)
     .toArray();
+}
+
+export type ReindexSummary = { scans: number; domains: number; indexed: number; assessed: number; ms: number };
+
+/**
+ * `glyphscan scans reindex`: lists every stored scan in its domain's scan index and names each
+ * domain's newest assessed scan, for data stored before either existed. One pass over `scans`
+ * (held per domain in memory: about 100 bytes a scan); each domain whose index is incomplete gets
+ * its pages rewritten in finish order, merged with what the index already held, page 0 last, so
+ * it counts as complete only once every page is written. A result written for that domain in the
+ * instant between its index read and rewrite is not listed: run it again while results writers run.
+ */
+export async function reindexScans(
+  c: Pick<Collections, "scans" | "scanIndex" | "domains" | "atomicConditions">,
+  opts: { batch?: number; progress?: { write(line: string): unknown } } = {},
+): Promise<ReindexSummary> {
+  const started = performance.now();
+  const byDomain = new Map<string, IndexedScan[]>();
+  const newestAssessed = new Map<string, IndexedScan>();
+  let scans = 0;
+  const cursor = c.scans
+    .find({}, { projection: { _id: 1, domain: 1, finishedAt: 1, compliance: 1 } })
+    .batchSize(opts.batch ?? 1000);
+  for await (const s of cursor) {
+    scans++;
+    const entry = { jobId: s._id, finishedAt: s.finishedAt };
+    const list = byDomain.get(s.domain) ?? [];
+    list.push(entry);
+    byDomain.set(s.domain, list);
+    const best = newestAssessed.get(s.domain);
+    if (s.compliance && (!best || newerFirst(entry, best) < 0)) newestAssessed.set(s.domain, entry);
+  }
+  opts.progress?.write(`scans reindex: ${scans} scans of ${byDomain.size} domains read\n`);
+  let indexed = 0;
+  let assessed = 0;
+  await mapLimit([...byDomain], 8, async ([domain, found]) => {
+    if (await rewriteIndex(c.scanIndex, domain, found)) indexed++;
+    const best = newestAssessed.get(domain);
+    const doc = best ? await c.domains.findOne({ _id: domain }, { projection: { assessed: 1 } }) : null;
+    if (best && doc && !doc.assessed) {
+      const named = await c.domains.updateOne(guardedById(c, domain, { assessed: null }), {
+        $set: { assessed: best },
+      });
+      assessed += named.modifiedCount;
+    }
+  });
+  return { scans, domains: byDomain.size, indexed, assessed, ms: performance.now() - started };
+}
+
+/** Rewrites an incomplete index with `found` merged in; false when the index was complete already. */
+async function rewriteIndex(col: Collection<ScanIndexDoc>, domain: string, found: IndexedScan[]): Promise<boolean> {
+  const head = await col.findOne({ _id: pageId(domain, 0) });
+  if (head?.complete) return false;
+  const byJob = new Map(found.map((s) => [s.jobId, s]));
+  for (let n = head?.last ?? 0; n > 0; n--) {
+    const page = await col.findOne({ _id: pageId(domain, n) });
+    for (const x of page?.e ?? []) byJob.set(x.j, { jobId: x.j, finishedAt: x.f });
+  }
+  for (const x of head?.e ?? []) byJob.set(x.j, { jobId: x.j, finishedAt: x.f });
+  const all = [...byJob.values()].sort((a, b) => newerFirst(b, a));
+  const pages: Array<ScanIndexDoc["e"]> = [];
+  for (let i = 0; i < all.length; i += PAGE_SIZE)
+    pages.push(all.slice(i, i + PAGE_SIZE).map((s) => ({ j: s.jobId, f: s.finishedAt })));
+  for (let n = pages.length - 1; n >= 1; n--) {
+    await col.replaceOne({ _id: pageId(domain, n) }, { e: pages[n]! }, { upsert: true });
+  }
+  const first = { e: pages[0] ?? [], last: Math.max(0, pages.length - 1), complete: true };
+  await col.replaceOne({ _id: pageId(domain, 0) }, first, { upsert: true });
+  return true;
 }

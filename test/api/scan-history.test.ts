@@ -9,18 +9,20 @@ import { DomainStore } from "../../actors/frontier/domain-store.ts";
 import { recordScan } from "../../actors/results/results-actor.ts";
 import { openDatabase, type Database } from "../../actors/store/database.ts";
 import { indexScan, scanHistory, PAGE_SIZE } from "../../actors/store/scan-index.ts";
+import type { Config } from "../../config/mod.ts";
 import { scanResultFor } from "../helpers/frontier.ts";
-import { startStack, type TestStack } from "../helpers/stack.ts";
+import { spawnGlyphscan, startStack, type TestStack } from "../helpers/stack.ts";
 
 const MIN = 60_000;
 let stack: TestStack;
 let db: Database;
 let store: DomainStore;
+let config: Config;
 const scanFilters: Document[] = [];
 
 test.before(async () => {
   stack = await startStack();
-  const config = stack.config({ roles: ["results"] });
+  config = stack.config({ roles: ["results"] });
   db = await openDatabase(config, { clientOptions: { monitorCommands: true } });
   db.client.on("commandStarted", (e) => {
     if (e.commandName === "find" && e.command.find === "scans") scanFilters.push(e.command.filter as Document);
@@ -118,4 +120,59 @@ test.serial("a domain scanned before the index existed is listed from scans", as
   );
   await db.collections.scans.insertOne({ _id: "old-4", domain, finishedAt: new Date(Date.UTC(2026, 0, 4)) } as never);
   t.deepEqual((await allPages(domain, 2)).flat(), ["old-4", "old-3", "old-2", "old-1"]);
+});
+
+test.serial("`glyphscan scans reindex` indexes scans stored before the index and names assessed scans", async (t) => {
+  const day = (d: number) => new Date(Date.UTC(2025, 0, d));
+  const domain = "legacy.test";
+  await store.admit([
+    {
+      admission: {
+        domain,
+        seedUrl: `http://${domain}/`,
+        source: "t",
+        region: "local",
+        admittedAt: day(1).toISOString(),
+      },
+      traceparent: undefined,
+    },
+  ]);
+  // 150 scans from before the index, every tenth assessed; then one more, indexed as it was stored.
+  const old = Array.from({ length: 150 }, (_, i) => ({
+    _id: `legacy-${String(i).padStart(3, "0")}`,
+    domain,
+    finishedAt: new Date(day(1).getTime() + i * MIN),
+    ...(i % 10 === 0 ? { compliance: { counts: {}, changes: null, assessedAt: day(2) } } : {}),
+  }));
+  await db.collections.scans.insertMany(old as never);
+  const newest = { _id: "legacy-new", domain, finishedAt: day(3) };
+  await db.collections.scans.insertOne(newest as never);
+  await indexScan(db.collections.scanIndex, domain, { jobId: newest._id, finishedAt: newest.finishedAt }, false);
+  t.is((await db.collections.scanIndex.findOne({ _id: `${domain}|0` }))?.complete, false);
+
+  const child = await spawnGlyphscan(config, ["scans", "reindex", "--batch", "20"]);
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (b: Buffer) => (out += b.toString()));
+  child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+  t.is(await new Promise<number | null>((resolve) => child.once("exit", resolve)), 0, err);
+  t.regex(out, /scan index: \d+ scans of \d+ domains read, \d+ domains indexed, \d+ named their assessed scan/);
+
+  const head = await db.collections.scanIndex.findOne({ _id: `${domain}|0` });
+  t.like(head, { complete: true, last: 1 });
+  t.deepEqual((await store.get(domain))?.assessed, { jobId: "legacy-140", finishedAt: old[140]!.finishedAt });
+  scanFilters.length = 0;
+  const listed = (await allPages(domain, 40)).flat();
+  t.deepEqual(listed, ["legacy-new", ...old.map((s) => s._id).reverse()]);
+  t.deepEqual(
+    scanFilters.filter((f) => typeof f["_id"] !== "string"),
+    [],
+    "answered through the index now",
+  );
+  // Run again: nothing left to do for this domain.
+  const again = await spawnGlyphscan(config, ["scans", "reindex"]);
+  let out2 = "";
+  again.stdout!.on("data", (b: Buffer) => (out2 += b.toString()));
+  t.is(await new Promise<number | null>((resolve) => again.once("exit", resolve)), 0);
+  t.regex(out2, / 0 domains indexed, 0 named/);
 });
