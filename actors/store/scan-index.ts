@@ -67,7 +67,7 @@ export async function indexScan(
  * The domain's scans newest first, after `after` (exclusive) when given, up to `limit`; null when
  * the index does not hold every scan of the domain (the caller then asks `scans`).
  */
-export async function indexedScans(
+async function indexedScans(
   col: Collection<ScanIndexDoc>,
   domain: string,
   limit: number,
