@@ -4,7 +4,7 @@
  * from `heartbeatAt`, because servers before 2.11 expire entries without telling watchers.
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import { Bucket, Kvm, type KV } from "@nats-io/kv";
 import { buckets, nodeKey } from "../protocol/mod.ts";
 import type { ServiceState } from "./service.ts";
 
@@ -56,14 +56,21 @@ export class NodeRegistration {
   }
 }
 
-/** Live nodes: entries whose last heartbeat is within three beats. */
+/**
+ * Live nodes: entries whose last heartbeat is within three beats.
+ *
+ * Reads without a consumer: `kv.keys()` creates an ordered consumer per call that lingers until
+ * the server's inactivity threshold, so a dispatcher listing every tick held hundreds and two of
+ * them hit the stream's consumer limit within a minute. The stream's own subject list (one stream
+ * info request) names the keys, and each entry is a direct get.
+ */
 export async function listNodes(kv: KV, heartbeatMs: number, now = Date.now()): Promise<NodeEntry[]> {
+  if (!(kv instanceof Bucket)) throw new TypeError("the node registry must be a JetStream KV bucket");
+  const info = await kv.jsm.streams.info(kv.stream, { subjects_filter: kv.subjectForKey("node.>") });
+  const keys = Object.keys(info.state.subjects ?? {}).map((subject) => kv.decodeKey(subject.slice(kv.prefixLen)));
+  const entries = await Promise.all(keys.map((key) => kv.get(key)));
   const out: NodeEntry[] = [];
-  // The key lister walks the bucket while heartbeats rewrite it, and can name a key twice.
-  const keys = new Set<string>();
-  for await (const key of await kv.keys("node.>")) keys.add(key);
-  for (const key of keys) {
-    const e = await kv.get(key);
+  for (const e of entries) {
     if (!e || e.operation !== "PUT") continue;
     const entry = e.json<NodeEntry>();
     if (now - Date.parse(entry.heartbeatAt) <= heartbeatMs * 3) out.push(entry);
