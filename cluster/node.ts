@@ -74,6 +74,7 @@ export class ClusterNode {
         scannerSlots: config.roles.includes("scanner") ? config.scanner.concurrency : 0,
       }),
       config.actors.heartbeatMs,
+      (err) => this.#parts.log.warn({ err: errorMessage(err) }, "heartbeat failed; next beat retries"),
     );
     this.state = "running";
     await this.#registration.start();

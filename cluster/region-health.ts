@@ -10,6 +10,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { streams } from "../protocol/mod.ts";
 import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
+import { Periodic } from "./periodic.ts";
 import { listNodes, openRegistry } from "./registry.ts";
 import type { Service, ServiceState } from "./service.ts";
 
@@ -39,11 +40,17 @@ export class RegionHealth implements Service {
   state: ServiceState = "starting";
   readonly #opts: RegionHealthOptions;
   readonly #down = new Map<string, { since: number; reason: string; announced: boolean }>();
-  #timer: NodeJS.Timeout | undefined;
-  #round: Promise<void> = Promise.resolve();
+  readonly #loop: Periodic;
 
   constructor(opts: RegionHealthOptions) {
     this.#opts = opts;
+    // The first probe runs before start() returns, so routing knows the regions from the first message.
+    this.#loop = new Periodic({
+      intervalMs: opts.probeMs,
+      first: "now",
+      tick: () => this.probe(),
+      onError: (err) => opts.log.warn({ err: errorMessage(err) }, "region probe failed"),
+    });
   }
 
   /** Records one probe result; returns the region's status after it. */
@@ -102,23 +109,13 @@ export class RegionHealth implements Service {
 
   async start(): Promise<void> {
     this.state = "running";
-    await this.probe();
-    const loop = () => {
-      if (this.state !== "running") return;
-      this.#round = this.probe()
-        .then(() => undefined)
-        .finally(() => {
-          if (this.state === "running") this.#timer = setTimeout(loop, this.#opts.probeMs);
-        });
-    };
-    this.#timer = setTimeout(loop, this.#opts.probeMs);
+    await this.#loop.start();
   }
 
   async stop(): Promise<void> {
     if (this.state === "stopped") return;
     this.state = "stopped";
-    clearTimeout(this.#timer);
-    await this.#round;
+    await this.#loop.stop();
   }
 }
 

@@ -6,6 +6,7 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { Bucket, Kvm, type KV } from "@nats-io/kv";
 import { buckets, nodeKey } from "../protocol/mod.ts";
+import { Periodic } from "./periodic.ts";
 import type { ServiceState } from "./service.ts";
 
 export interface NodeEntry {
@@ -30,18 +31,19 @@ export async function openRegistry(js: JetStreamClient, heartbeatMs: number): Pr
 export class NodeRegistration {
   readonly #kv: KV;
   readonly #entry: () => NodeEntry;
-  readonly #heartbeatMs: number;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #beats: Periodic;
 
-  constructor(kv: KV, entry: () => NodeEntry, heartbeatMs: number) {
+  /** `onError` hears of each heartbeat that failed; the next one is tried a beat later. */
+  constructor(kv: KV, entry: () => NodeEntry, heartbeatMs: number, onError: (err: unknown) => void = () => undefined) {
     this.#kv = kv;
     this.#entry = entry;
-    this.#heartbeatMs = heartbeatMs;
+    this.#beats = new Periodic({ intervalMs: heartbeatMs, tick: () => this.beat(), onError });
   }
 
+  /** Registers now (a failure here fails the start), then heartbeats every `heartbeatMs`. */
   async start(): Promise<void> {
     await this.beat();
-    this.#timer = setInterval(() => void this.beat().catch(() => undefined), this.#heartbeatMs);
+    await this.#beats.start();
   }
 
   async beat(): Promise<void> {
@@ -49,9 +51,9 @@ export class NodeRegistration {
     await this.#kv.put(nodeKey(entry.nodeId), JSON.stringify({ ...entry, heartbeatAt: new Date().toISOString() }));
   }
 
+  /** Stops heartbeating (after the beat under way, so it cannot re-register the node) and deletes the entry. */
   async leave(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    await this.#beats.stop();
     await this.#kv.delete(nodeKey(this.#entry().nodeId)).catch(() => undefined);
   }
 }

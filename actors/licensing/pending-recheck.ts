@@ -20,6 +20,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { publishMessage } from "../../cluster/envelope.ts";
 import { errorMessage } from "../../cluster/errors.ts";
 import type { Logger } from "../../cluster/log.ts";
+import { Periodic } from "../../cluster/periodic.ts";
 import type { Service, ServiceState } from "../../cluster/service.ts";
 import { msgIds, subjects, type ComplianceVerdict, type FontFile, type ScanResult } from "../../protocol/mod.ts";
 import { guardedById, type Collections } from "../store/database.ts";
@@ -171,8 +172,7 @@ export class PendingRecheck implements Service {
   readonly #js: JetStreamClient;
   readonly #log: Logger;
   readonly #o: PendingRecheckOptions;
-  #timer: NodeJS.Timeout | undefined;
-  #tick: Promise<unknown> = Promise.resolve();
+  readonly #rounds: Periodic;
   /** The last domain a round looked at: the next round goes on after it. */
   #after: string | null = null;
   /** Events stored but not yet published (NATS away): published first in the next round. */
@@ -193,34 +193,29 @@ export class PendingRecheck implements Service {
     this.#log = log.child({ service: "pending-recheck", region });
     this.#o = options;
     this.name = `pending-recheck-${region}`;
+    // The first round waits an interval too: a node starting during an outage has nothing new to learn.
+    this.#rounds = new Periodic({
+      intervalMs: options.intervalMs,
+      tick: () => this.#round(),
+      onError: (err) => this.#log.warn({ err: errorMessage(err) }, "pending re-check failed; next round"),
+    });
   }
 
   async start(): Promise<void> {
     this.state = "running";
-    const loop = () => {
-      if (this.state !== "running") return;
-      this.#tick = this.recheckOnce()
-        .then((r) => {
-          if (r.decided > 0 || r.serviceDown)
-            this.#log.info(
-              r,
-              r.serviceDown ? "pending verdicts: service still unavailable" : "pending verdicts decided",
-            );
-        })
-        .catch((err: unknown) => this.#log.warn({ err: errorMessage(err) }, "pending re-check failed; next round"))
-        .finally(() => {
-          if (this.state === "running") this.#timer = setTimeout(loop, this.#o.intervalMs);
-        });
-    };
-    // The first round waits an interval too: a node starting during an outage has nothing new to learn.
-    this.#timer = setTimeout(loop, this.#o.intervalMs);
+    await this.#rounds.start();
   }
 
   async stop(): Promise<void> {
     if (this.state === "stopped") return;
     this.state = "stopped";
-    clearTimeout(this.#timer);
-    await this.#tick;
+    await this.#rounds.stop();
+  }
+
+  async #round(): Promise<void> {
+    const r = await this.recheckOnce();
+    if (r.decided > 0 || r.serviceDown)
+      this.#log.info(r, r.serviceDown ? "pending verdicts: service still unavailable" : "pending verdicts decided");
   }
 
   async #publish(item: { event: ComplianceVerdict; msgId: string }): Promise<boolean> {
