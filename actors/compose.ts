@@ -119,7 +119,11 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
           catalogue: lazyCatalogue(),
           ...(client ? { external: (domain: string, uses: FontUse[]) => client.check(domain, uses) } : {}),
         };
-        actors.push(someActor(resultsActor(config.region, db.collections, store, licensing)));
+        actors.push(
+          someActor(
+            resultsActor(config.region, db.collections, store, licensing, { leaseMs: config.frontier.leaseMs }),
+          ),
+        );
         // Pending verdicts wait for the licensing service; decided when it answers again, not at the next scan.
         if (client)
           services.push(

@@ -6,6 +6,7 @@
  * `compliance-verdict` event on `compliance.<region>`.
  */
 import type { ActorDefinition } from "../../cluster/actor.ts";
+import { PoisonError } from "../../cluster/errors.ts";
 import { instruments } from "../../cluster/metrics.ts";
 import { withSpan } from "../../cluster/telemetry.ts";
 import { consumers, msgIds, streams, subjects, type ComplianceVerdict, type ScanResult } from "../../protocol/mod.ts";
@@ -23,6 +24,7 @@ import {
   type LicensingDeps,
 } from "../licensing/compliance.ts";
 import type { FontVerdict } from "../licensing/verdict.ts";
+import { checkLease } from "./lease-check.ts";
 
 export function summarise(result: ScanResult): ScanSummary {
   const { report } = result;
@@ -185,7 +187,8 @@ export function resultsActor(
   region: string,
   collections: Collections,
   store: DomainStore,
-  licensing?: LicensingDeps,
+  licensing: LicensingDeps | undefined,
+  opts: { leaseMs: number },
 ): ActorDefinition<"scan-result"> {
   return {
     name: `results-${region}`,
@@ -195,7 +198,17 @@ export function resultsActor(
     accept: ["scan-result"],
     concurrency: 8,
     async handle(result, ctx) {
-      const { lease, compliance, viewed } = await recordScan(collections, store, result, new Date(), licensing);
+      const now = new Date();
+      const [domain, stored] = await Promise.all([
+        store.get(result.domain),
+        collections.scans.findOne(
+          { _id: result.jobId },
+          { projection: { leaseToken: 1, finishedAt: 1, scannerNode: 1 } },
+        ),
+      ]);
+      const check = checkLease(result, { domain, stored, leaseMs: opts.leaseMs, now });
+      if (!check.accept) throw new PoisonError(`scan result refused: ${check.reason}`, "rejected-input");
+      const { lease, compliance, viewed } = await recordScan(collections, store, result, now, licensing);
       if (!viewed) ctx.log.warn({ domain: result.domain }, "lookup view not written (redis unavailable)");
       for (const [verdict, n] of Object.entries(compliance?.counts ?? {}))
         if (n > 0) instruments().verdicts.add(n, { region: result.region, verdict });
