@@ -39,6 +39,9 @@ NATS_MIN_SYSTEM=2.10
 COMPOSE_VERSION=v5.6.0
 COMPOSE_MODULE=github.com/docker/compose/v5
 COMPOSE_MIN_GO=1.26.8
+# kustomize builds ops/deploy/k8s (base + one overlay per region) in test/ops/deploy.test.ts.
+KUSTOMIZE_VERSION=v5.8.2
+KUSTOMIZE_MIN_GO=1.26
 
 TOOLS_DIR="${GLYPHSCAN_TOOLS:-$HOME/.cache/glyphscan/bin}"
 
@@ -134,6 +137,33 @@ install_nats() {
   fi
   mv -f "$tmp/nats-server" "$target"
   NATS_SERVER="$target"
+  log "installed $target"
+}
+
+KUSTOMIZE=""
+install_kustomize() {
+  local target="$TOOLS_DIR/kustomize-$KUSTOMIZE_VERSION"
+  if [[ -x "$target" ]]; then
+    KUSTOMIZE="$target"
+    return 0
+  fi
+  local problem
+  problem="$(go_problem "$KUSTOMIZE_MIN_GO" "kustomize $KUSTOMIZE_VERSION")"
+  if [[ -n "$problem" ]]; then
+    fail "$problem"
+    return 0
+  fi
+  log "building kustomize $KUSTOMIZE_VERSION with $(go env GOVERSION) (takes a minute or two)..."
+  local tmp
+  new_scratch
+  tmp="$SCRATCH_DIR"
+  if ! go_env GOBIN="$tmp" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >"$tmp/build.log" 2>&1; then
+    tail -n 30 "$tmp/build.log" >&2
+    fail "could not build kustomize $KUSTOMIZE_VERSION with go install (see the output above)"
+    return 0
+  fi
+  mv -f "$tmp/kustomize" "$target"
+  KUSTOMIZE="$target"
   log "installed $target"
 }
 
@@ -380,6 +410,7 @@ main() {
   install_mongo
   install_redis
   install_chromium
+  install_kustomize
   # Only an explicit install builds Compose: `paths` runs before every test and stack start.
   if [[ "$cmd" == install ]]; then install_compose; fi
 
@@ -398,6 +429,7 @@ main() {
     printf 'MONGO_KIND=%s\n' "$MONGO_KIND"
     printf 'MONGO_SERVER=%s\n' "$MONGO_SERVER"
     printf 'CHROMIUM=%s\n' "$CHROMIUM"
+    printf 'KUSTOMIZE=%s\n' "$KUSTOMIZE"
   fi
 }
 

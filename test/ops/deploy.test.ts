@@ -1,6 +1,7 @@
 /**
  * The deployment files under ops/deploy: the compose file passes `docker compose config` and
- * names both regions' services; the Kubernetes manifests pass the schema check of
+ * names both regions' services; the Kubernetes manifests, as `kustomize build` makes them from the base and
+ * each region's overlay, pass the schema check of
  * kubernetes-models (and KEDA's models), with no field the schema does not know; every GLYPHSCAN_*
  * variable they set is a real setting that loads; the KEDA trigger names the job stream and
  * consumer that protocol/subjects.ts builds for the region; pods and the image run as non-root;
@@ -24,7 +25,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ROLES, configFields, loadConfig, type Config } from "../../config/mod.ts";
 import { buckets, consumers, streams } from "../../protocol/mod.ts";
-import { freePort, startNats, type ManagedServer } from "../harness/servers.ts";
+import { freePort, startNats, toolPaths, type ManagedServer } from "../harness/servers.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DEPLOY = path.join(ROOT, "ops/deploy");
@@ -440,19 +441,31 @@ interface K8sDoc {
   name: string;
 }
 
-function loadRegion(region: string): K8sDoc[] {
-  const dir = path.join(DEPLOY, "k8s", region);
+const KUSTOMIZE_DIR = path.join(DEPLOY, "k8s");
+const built = new Map<string, Promise<K8sDoc[]>>();
+
+/** A region's manifests as `kustomize build ops/deploy/k8s/overlays/<region>` prints them (base + overlay). */
+function loadRegion(region: string): Promise<K8sDoc[]> {
+  let docs = built.get(region);
+  if (!docs) {
+    docs = buildOverlay(region);
+    built.set(region, docs);
+  }
+  return docs;
+}
+
+async function buildOverlay(region: string): Promise<K8sDoc[]> {
+  const kustomize = (await toolPaths())["KUSTOMIZE"];
+  if (!kustomize) throw new Error("ops/install-tools.sh paths did not report KUSTOMIZE");
+  const res = await run(kustomize, ["build", path.join(KUSTOMIZE_DIR, "overlays", region)]);
+  if (res.code !== 0) throw new Error(`kustomize build overlays/${region} failed:\n${res.stderr}`);
   const out: K8sDoc[] = [];
-  for (const file of readdirSync(dir)
-    .filter((f) => /\.ya?ml$/.test(f))
-    .sort()) {
-    for (const d of parseAllDocuments(readFileSync(path.join(dir, file), "utf8"))) {
-      if (d.errors.length > 0) throw new Error(`${region}/${file}: ${d.errors.map((e) => e.message).join("; ")}`);
-      const doc = d.toJS() as unknown;
-      if (doc === null) continue;
-      const o = obj(doc);
-      out.push({ file: `${region}/${file}`, doc: o, kind: str(o["kind"]), name: str(obj(o["metadata"])["name"]) });
-    }
+  for (const d of parseAllDocuments(res.stdout)) {
+    if (d.errors.length > 0) throw new Error(`overlays/${region}: ${d.errors.map((e) => e.message).join("; ")}`);
+    const o = obj(d.toJS() as unknown);
+    const kind = str(o["kind"]);
+    const name = str(obj(o["metadata"])["name"]);
+    out.push({ file: `overlays/${region} ${kind}`, doc: o, kind, name });
   }
   return out;
 }
@@ -489,10 +502,10 @@ function containerEnv(t: ExecutionContext, d: K8sDoc, c: Obj, configMaps: Map<st
   return env;
 }
 
-test("every Kubernetes manifest passes the schema check, with no unknown field", (t) => {
+test("every Kubernetes manifest passes the schema check, with no unknown field", async (t) => {
   let checked = 0;
   for (const r of REGIONS) {
-    for (const d of loadRegion(r)) {
+    for (const d of await loadRegion(r)) {
       const apiVersion = str(d.doc["apiVersion"]);
       const model = MODELS[`${apiVersion}/${d.kind}`];
       if (!model) {
@@ -510,8 +523,8 @@ test("every Kubernetes manifest passes the schema check, with no unknown field",
   t.true(checked >= 2 * 9, `checked ${checked} documents`);
 });
 
-test("the unknown-field check catches a misspelt field and a wrong type", (t) => {
-  const deployment = loadRegion("eu").find((d) => d.kind === "Deployment")!;
+test("the unknown-field check catches a misspelt field and a wrong type", async (t) => {
+  const deployment = (await loadRegion("eu")).find((d) => d.kind === "Deployment")!;
   const copy = structuredClone(deployment.doc);
   const spec = obj(obj(obj(copy["spec"])["template"])["spec"]);
   spec["terminationGracePeriodSecond"] = 60;
@@ -520,14 +533,14 @@ test("the unknown-field check catches a misspelt field and a wrong type", (t) =>
     "/spec/template/spec/containers/0/imagePullPolicyy",
     "/spec/template/spec/terminationGracePeriodSecond",
   ]);
-  const scaled = structuredClone(loadRegion("eu").find((d) => d.kind === "ScaledObject")!.doc);
+  const scaled = structuredClone((await loadRegion("eu")).find((d) => d.kind === "ScaledObject")!.doc);
   obj(scaled["spec"])["minReplicaCount"] = "1";
   t.throws(() => new ScaledObject(scaled as never).validate());
 });
 
 for (const region of REGIONS) {
-  test(`Kubernetes ${region}: settings load, secrets by reference, non-root pods, drain fits the grace period`, (t) => {
-    const docs = loadRegion(region);
+  test(`Kubernetes ${region}: settings load, secrets by reference, non-root pods, drain fits the grace period`, async (t) => {
+    const docs = await loadRegion(region);
     const ns = `glyphscan-${region}`;
     t.truthy(
       docs.find((d) => d.kind === "Namespace" && d.name === ns),
@@ -575,7 +588,8 @@ for (const region of REGIONS) {
         const args = arr(c["args"]).map(str);
         const overrides: Record<string, unknown> = {};
         if (args[0] === "node") {
-          overrides["region"] = args[args.indexOf("--region") + 1];
+          // The region comes from the ConfigMap (the overlay's GLYPHSCAN_REGION) unless the args name one.
+          if (args.includes("--region")) overrides["region"] = args[args.indexOf("--region") + 1];
           overrides["roles"] = args[args.indexOf("--roles") + 1]!.split(",");
         }
         const cfg = configFromEnv(env, overrides);
@@ -665,10 +679,29 @@ for (const region of REGIONS) {
   });
 }
 
-test("both regions deploy the same objects", (t) => {
-  const shape = (r: string) =>
-    loadRegion(r).map((d) => `${d.file.replace(`${r}/`, "")} ${d.kind} ${d.name.replace(`-${r}`, "-<region>")}`);
-  t.deepEqual(shape("us"), shape("eu"));
+test("both regions deploy the same objects", async (t) => {
+  // The ConfigMap's name ends in a hash of its contents, which differ by region.
+  const shape = async (r: string) =>
+    (await loadRegion(r)).map(
+      (d) =>
+        `${d.kind} ${d.kind === "ConfigMap" ? d.name.replace(/-[a-z0-9]{10}$/, "") : d.name.replace(`-${r}`, "-<region>")}`,
+    );
+  t.deepEqual(await shape("us"), await shape("eu"));
+  t.true((await shape("eu")).includes("ConfigMap glyphscan"));
+});
+
+test("the overlays differ only where a region must: namespace, region label and setting, job stream", async (t) => {
+  const [eu, us] = await Promise.all([loadRegion("eu"), loadRegion("us")]);
+  const normal = (docs: K8sDoc[], r: string) =>
+    JSON.stringify(docs.map((d) => d.doc))
+      .replaceAll(`glyphscan-${r}`, "glyphscan-<region>")
+      .replaceAll(`"glyphscan.io/region":"${r}"`, `"glyphscan.io/region":"<region>"`)
+      .replaceAll(`"GLYPHSCAN_REGION":"${r}"`, `"GLYPHSCAN_REGION":"<region>"`)
+      .replaceAll(`"${streams.jobs(r)}"`, `"<job stream>"`)
+      .replace(/"glyphscan-[a-z0-9]{10}"/g, `"glyphscan-<hash>"`);
+  t.is(normal(us, "us"), normal(eu, "eu"));
+  // Nothing of the base's stand-ins survives the overlay.
+  t.false(JSON.stringify(eu).includes("JOBS_REGION"));
 });
 
 // ---------------------------------------------------------------------------------- image
