@@ -25,7 +25,7 @@ export function hostMatches(host: string, pattern: string): boolean {
 export function nonPublicReason(address: string): string | null {
   let ip: ipaddr.IPv4 | ipaddr.IPv6;
   try {
-    ip = ipaddr.parse(address);
+    ip = ipaddr.parse(canonical(address));
   } catch {
     return `not an IP address: ${address}`;
   }
@@ -35,7 +35,9 @@ export function nonPublicReason(address: string): string | null {
   }
   const v6 = ip as ipaddr.IPv6;
   const range = v6.range();
-  if (range === "unicast") return null;
+  // ipaddr.js calls whatever it has no name for "unicast", including the IPv4-compatible ::/96
+  // (`[::7f00:1]` is 127.0.0.1) and the rest of ::/8; only 2000::/3 is global unicast.
+  if (range === "unicast") return v6.match(GLOBAL_UNICAST) ? null : ipv4CompatibleReason(v6);
   // Forms that embed an IPv4 address are judged by it: NAT64 (rfc6052) carries public sites
   // on IPv6-only networks; mapped and 6to4 forms must not smuggle a private IPv4 through.
   const embedded = embeddedIPv4(v6, range);
@@ -43,12 +45,32 @@ export function nonPublicReason(address: string): string | null {
     const inner = nonPublicReason(embedded);
     return inner ? `${range} of ${inner} ${embedded}` : null;
   }
-  return range;
+  return range === "rfc6052" ? "rfc6052 local-use prefix (not 64:ff9b::/96)" : range;
 }
 
+/**
+ * IPv6 in the form a connection would use: ipaddr.js reads `::8.8.8.8` (IPv4-compatible) as
+ * `::ffff:8.8.8.8` (mapped), while the URL parser, like the socket, keeps it `::808:808`.
+ */
+function canonical(address: string): string {
+  return address.includes(":") ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+}
+
+const GLOBAL_UNICAST = ipaddr.parseCIDR("2000::/3") as [ipaddr.IPv6, number];
+const IPV4_COMPATIBLE = ipaddr.parseCIDR("::/96") as [ipaddr.IPv6, number];
+
+function ipv4CompatibleReason(ip: ipaddr.IPv6): string {
+  if (!ip.match(IPV4_COMPATIBLE)) return "reserved (outside global unicast 2000::/3)";
+  const embedded = ip.toByteArray().slice(12, 16).join(".");
+  return `ipv4Compatible of ${nonPublicReason(embedded) ?? "unicast"} ${embedded} (deprecated, never public)`;
+}
+
+/** The embedded IPv4 address, when the prefix really is the one its range names. */
 function embeddedIPv4(ip: ipaddr.IPv6, range: string): string | null {
   const b = ip.toByteArray();
-  if (range === "ipv4Mapped" || range === "rfc6052") return b.slice(12, 16).join(".");
+  const prefixIs = (bytes: number[]) => bytes.every((v, i) => b[i] === v);
+  if (range === "ipv4Mapped" && prefixIs([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])) return b.slice(12, 16).join(".");
+  if (range === "rfc6052" && prefixIs([0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0])) return b.slice(12, 16).join(".");
   if (range === "6to4") return b.slice(2, 6).join(".");
   return null;
 }

@@ -23,6 +23,17 @@ const refused: Array<[host: string, why: RegExp]> = [
   ["[::ffff:10.1.2.3]", /ipv4Mapped of private/],
   ["64:ff9b::a9fe:a9fe", /rfc6052 of linkLocal/], // NAT64 form of 169.254.169.254
   ["2002:c0a8:0101::1", /6to4 of private/], // 6to4 wrapping 192.168.1.1
+  // IPv4-compatible and other transition or reserved forms outside global unicast.
+  ["[::7f00:1]", /ipv4Compatible of loopback 127\.0\.0\.1/],
+  ["::127.0.0.1", /ipv4Compatible of loopback/],
+  ["[::a9fe:a9fe]", /ipv4Compatible of linkLocal 169\.254\.169\.254/],
+  ["::8.8.8.8", /ipv4Compatible of unicast 8\.8\.8\.8 \(deprecated, never public\)/],
+  ["::ffff:0:7f00:1", /rfc6145/], // IPv4-translated 127.0.0.1
+  ["64:ff9b:1::7f00:1", /local-use prefix/], // local-use NAT64 prefix (RFC 8215)
+  ["2001:0:4136:e378:8000:63bf:3fff:fdd2", /teredo/],
+  ["100::1", /discard/],
+  ["2001:db8::1", /reserved/],
+  ["4000::1", /outside global unicast/],
 ];
 for (const [host, why] of refused) {
   test(`refuses ${host}`, async (t) => {
