@@ -140,7 +140,19 @@ export const scanReportV1 = z.strictObject({
   failure: z.strictObject({ kind: z.enum(FAILURE_KINDS), message: z.string() }).nullable(),
   /** Which path answered: the browser, or the static HTTP fast path. */
   path: z.enum(["browser", "static"]),
-  pages: z.array(z.strictObject({ url: z.string(), finalUrl: z.string(), httpStatus: z.number().int().nullable() })),
+  pages: z.array(
+    z.strictObject({
+      url: z.string(),
+      finalUrl: z.string(),
+      httpStatus: z.number().int().nullable(),
+      /**
+       * How the browser's settle ended before the inventory: `quiet` (nothing loading, no new
+       * stylesheet or face for scanner.settleQuietMs) or `budget` (scanner.settleBudgetMs or the
+       * navigation deadline), and its length in ms from DOMContentLoaded. Absent on the static path.
+       */
+      settle: z.strictObject({ ended: z.enum(["quiet", "budget"]), ms: z.number().int().min(0) }).optional(),
+    }),
+  ),
   faces: z.array(fontFaceV1),
   files: z.array(fontFileV1),
   /** Requests the scanner refused or cut (SSRF guard, size cap), with the reason; at most 100. */

@@ -17,11 +17,13 @@ export type PlatformFace = { family: string; src: string; platformFamily: string
 export type Sampled = { fonts: RenderedFont[]; complete: boolean };
 export type PlatformFaces = { faces: PlatformFace[]; stop: () => void };
 
-/** Text-bearing elements asked about, and text nodes walked to find them. */
-const MAX_SAMPLES = 150;
-const MAX_WALK = 20_000;
-/** Elements whose ::before/::after are checked for generated text (icon fonts). */
-const MAX_PSEUDO_WALK = 5_000;
+/**
+ * Text-bearing elements asked about (in all, and per declared face, weight, style and 256-code-point
+ * block), text nodes walked to find them, and elements whose ::before/::after are checked for
+ * generated text (icon fonts).
+ */
+type SampleLimits = { maxSamples: number; perFace: number; maxWalk: number; maxPseudoWalk: number };
+const LIMITS: SampleLimits = { maxSamples: 200, perFace: 3, maxWalk: 20_000, maxPseudoWalk: 5_000 };
 const MAX_PLATFORM_FACES = 500;
 const MAX_RENDERED = 200;
 
@@ -40,13 +42,15 @@ export async function watchPlatformFaces(cdp: CDPSession): Promise<PlatformFaces
 }
 
 /**
- * Marks a bounded sample of text-bearing elements (two per computed font and per 256-code-point
- * block, plus elements whose ::before/::after generate text) and asks Chromium what rendered each.
+ * Marks a bounded sample of visible text-bearing elements (for each declared family, a few whose
+ * computed font-family names it; two per computed font and per 256-code-point block; elements whose
+ * ::before/::after generate text) and asks Chromium what rendered each.
  * getPlatformFontsForNode reports an element's own text and that of its near children.
  */
-export async function sampleRenderedFonts(page: Page, cdp: CDPSession): Promise<Sampled> {
+export async function sampleRenderedFonts(page: Page, cdp: CDPSession, declared: string[]): Promise<Sampled> {
   const mark = `data-glyphscan-${randomBytes(4).toString("hex")}`;
-  const { complete } = await page.evaluate(markTextElements, mark, MAX_SAMPLES, MAX_WALK, MAX_PSEUDO_WALK);
+  const families = [...new Set(declared.map((f) => f.toLowerCase()))].slice(0, 500);
+  const { complete } = await page.evaluate(markTextElements, mark, families, LIMITS);
   try {
     const { root } = await cdp.send("DOM.getDocument", { depth: 0 });
     const { nodeIds } = await cdp.send("DOM.querySelectorAll", { nodeId: root.nodeId, selector: `[${mark}]` });
@@ -117,22 +121,45 @@ function unquote(family: string): string {
 
 // ---- Run inside the page (serialised by puppeteer: no references to module scope) ----
 
+/**
+ * Marks visible, laid-out text only: an element hidden by CSS (display, visibility,
+ * content-visibility, on itself or an ancestor), a text run with no layout box (zero-size,
+ * clipped away by a 0×0 box), `noscript` and `template` contents never render, and sampling them
+ * would demote a face that did draw text elsewhere. Elements naming a declared family come first.
+ */
 function markTextElements(
   mark: string,
-  maxSamples: number,
-  maxWalk: number,
-  maxPseudoWalk: number,
+  declared: string[],
+  limits: SampleLimits,
 ): { marked: number; complete: boolean } {
+  const wanted = new Set(
+    declared.map((f) =>
+      f
+        .trim()
+        .replace(/^(["'])(.*)\1$/s, "$2")
+        .toLowerCase(),
+    ),
+  );
   const perKey = new Map<string, number>();
-  const chosen = new Set<Element>();
+  const picks = { face: new Set<Element>(), other: new Set<Element>() };
   let complete = true;
-  const take = (el: Element, key: string): boolean => {
+  /** Counts `el` under `key` unless the key has its share; false when the pool is full. */
+  const take = (pool: Set<Element>, el: Element, key: string, cap: number): void => {
     const n = perKey.get(key) ?? 0;
-    if (n >= 2 || chosen.has(el)) return true;
-    if (chosen.size >= maxSamples) return false;
+    if (n >= cap || pool.has(el)) return;
+    if (pool.size >= limits.maxSamples) {
+      complete = false;
+      return;
+    }
     perKey.set(key, n + 1);
-    chosen.add(el);
-    return true;
+    pool.add(el);
+  };
+  const shown = (el: Element): boolean =>
+    el.checkVisibility({ visibilityProperty: true, checkVisibilityCSS: true }) && el.getClientRects().length > 0;
+  const range = document.createRange();
+  const laidOut = (node: Node): boolean => {
+    range.selectNodeContents(node);
+    return Array.from(range.getClientRects()).some((r) => r.width > 0 && r.height > 0);
   };
   const root = document.body ?? document.documentElement;
   if (!root) return { marked: 0, complete };
@@ -140,36 +167,52 @@ function markTextElements(
   const asked = new Set<Element>();
   let walked = 0;
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    if (++walked > maxWalk) {
+    if (++walked > limits.maxWalk) {
       complete = false;
       break;
     }
     const text = node.nodeValue ?? "";
     const el = node.parentElement;
     if (!el || asked.has(el) || !/\S/.test(text)) continue;
-    asked.add(el);
     if (/^(SCRIPT|STYLE|NOSCRIPT|TEMPLATE|TITLE)$/.test(el.tagName)) continue;
     const cs = getComputedStyle(el);
     const wide = Array.from(text).find((c) => (c.codePointAt(0) ?? 0) > 0x7f);
     const block = wide === undefined ? 0 : (wide.codePointAt(0) ?? 0) >> 8;
-    if (!take(el, `${cs.fontFamily}|${cs.fontWeight}|${cs.fontStyle}|${block}`)) {
-      complete = false;
-      break;
-    }
+    const style = `${cs.fontWeight}|${cs.fontStyle}|${block}`;
+    const named = cs.fontFamily
+      .split(",")
+      .map((f) =>
+        f
+          .trim()
+          .replace(/^(["'])(.*)\1$/s, "$2")
+          .toLowerCase(),
+      )
+      .filter((f) => wanted.has(f));
+    const faceKeys = named.map((f) => `face|${f}|${style}`);
+    const otherKey = `${cs.fontFamily}|${style}`;
+    const needed = faceKeys.some((k) => (perKey.get(k) ?? 0) < limits.perFace) || (perKey.get(otherKey) ?? 0) < 2;
+    // Visibility is asked only of elements that would be taken: it costs a layout query each.
+    if (!needed || !shown(el) || !laidOut(node)) continue;
+    asked.add(el);
+    for (const key of faceKeys) take(picks.face, el, key, limits.perFace);
+    take(picks.other, el, otherKey, 2);
   }
   const all = root.getElementsByTagName("*");
-  if (all.length > maxPseudoWalk) complete = false;
-  for (let i = 0; i < Math.min(all.length, maxPseudoWalk); i++) {
+  if (all.length > limits.maxPseudoWalk) complete = false;
+  for (let i = 0; i < Math.min(all.length, limits.maxPseudoWalk); i++) {
     const el = all[i]!;
     for (const pseudo of ["::before", "::after"]) {
       const ps = getComputedStyle(el, pseudo);
       const content = ps.content;
-      if (!content || content === "none" || content === "normal" || content === '""') continue;
-      if (!take(el, `${pseudo}|${ps.fontFamily}|${ps.fontWeight}|${ps.fontStyle}`)) complete = false;
+      if (!content || content === "none" || content === "normal" || content === '""' || !shown(el)) continue;
+      take(picks.other, el, `${pseudo}|${ps.fontFamily}|${ps.fontWeight}|${ps.fontStyle}`, 2);
     }
   }
-  for (const el of chosen) el.setAttribute(mark, "");
-  return { marked: chosen.size, complete };
+  // Elements for declared faces first, then the rest up to the total cap.
+  const chosen = [...picks.face, ...Array.from(picks.other).filter((el) => !picks.face.has(el))];
+  if (chosen.length > limits.maxSamples) complete = false;
+  for (const el of chosen.slice(0, limits.maxSamples)) el.setAttribute(mark, "");
+  return { marked: Math.min(chosen.length, limits.maxSamples), complete };
 }
 
 function unmarkTextElements(mark: string): void {

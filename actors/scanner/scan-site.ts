@@ -18,6 +18,10 @@ export type ScanSiteOptions = {
   /** Budget of the page load; capped at the pool's page timeout. */
   navigationTimeoutMs: number;
   settleMs: number;
+  /** Quiet time that ends the browser's settle (scanner.settleQuietMs); default 300 ms. */
+  settleQuietMs?: number;
+  /** Longest browser settle (scanner.settleBudgetMs), within the navigation budget; default 10 000 ms. */
+  settleBudgetMs?: number;
   /**
    * Try the static fast path (HTTP + CSS, no browser) first; it answers only pages whose fonts
    * no script can change, and escalates the rest to the browser. Default false.
@@ -42,7 +46,7 @@ export async function scanSite(pool: BrowserPool, target: { url: string }, opts:
       failure,
       path,
       pages: pages.flatMap((p) =>
-        p.page ? [{ url: p.url, finalUrl: p.page.finalUrl, httpStatus: p.page.httpStatus }] : [],
+        p.page ? [{ url: p.url, finalUrl: p.page.finalUrl, httpStatus: p.page.httpStatus, ...settleOf(p.page) }] : [],
       ),
       faces: merged.faces,
       files: merged.files,
@@ -73,6 +77,8 @@ export async function scanSite(pool: BrowserPool, target: { url: string }, opts:
   }
   return finish(null, pages, landing.path);
 }
+
+const settleOf = (page: PageExtraction) => (page.settle ? { settle: page.settle } : {});
 
 type Scanned = { url: string; page?: PageExtraction; failure?: Failure; path: ScanReport["path"]; address?: string };
 
@@ -116,6 +122,8 @@ async function scanPage(
       maxFontBytes: opts.maxFontBytes,
       navigationTimeoutMs: Math.min(opts.navigationTimeoutMs, pool.pageTimeoutMs),
       settleMs: opts.settleMs,
+      settleQuietMs: opts.settleQuietMs,
+      settleBudgetMs: opts.settleBudgetMs,
       refusalFor: (u: string) => pool.refusalFor(u),
     };
     page = await pool.run(url.href, (p) => extractFonts(p, url.href, extractOpts));

@@ -64,6 +64,8 @@ export function scannerActor(config: Config, pool: BrowserPool): ActorDefinition
             maxFontBytes: scanner.maxFontBytes,
             navigationTimeoutMs: scanner.navigationTimeoutMs,
             settleMs: scanner.settleMs,
+            settleQuietMs: scanner.settleQuietMs,
+            settleBudgetMs: scanner.settleBudgetMs,
             fastPath: scanner.fastPath,
             extraPages: scanner.extraPages,
           },

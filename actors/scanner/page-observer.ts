@@ -1,0 +1,186 @@
+/**
+ * The page-side half of the settle, installed before any page script runs (evaluateOnNewDocument):
+ * - every FontFace a script builds is recorded with its source (a URL string, or a copy of its
+ *   bytes, bounded), since document.fonts does not say where a face came from;
+ * - font activity bumps a clock: a FontFace built or added, a face starting or ending a load, a
+ *   <style> or stylesheet <link> inserted or changed, an `@font-face` inserted through the CSSOM,
+ *   a constructed sheet replaced or adopted;
+ * - short timers still due count as pending work: a script that inserts its font stylesheet
+ *   600 ms after DOMContentLoaded has nothing on the network until then. Only the first few links
+ *   of a timer chain, and a bounded number per page, count, so a polling loop cannot hold a scan.
+ * The wrappers are Proxies, so the page still sees native functions.
+ */
+
+export type ObserverLimits = {
+  /** Bytes kept per face built from bytes, and in all. */
+  maxFaceBytes: number;
+  maxTotalBytes: number;
+  /** Timers due later than this are not waited for. */
+  maxTimerMs: number;
+  /** Links of a timer chain (a timer set by a timer's callback) that count. */
+  maxTimerDepth: number;
+  /** Timers per page that count. */
+  maxTimers: number;
+};
+
+/** What the page reports at each settle poll; `lastActivityAt` is epoch ms, null before any. */
+export type PageActivity = {
+  installed: boolean;
+  lastActivityAt: number | null;
+  timers: number;
+  fontsStatus: string;
+  loadingFaces: number;
+  readyState: string;
+};
+
+/** A face's recorded source: the src string, or null with (when kept) its bytes. */
+export type FaceSource = { src: string | null; bytes?: Uint8Array };
+
+export type ObserverHandle = {
+  source(face: object): FaceSource | undefined;
+  lastActivityAt(): number | null;
+  timers(): number;
+};
+
+// ---- Run inside the page (serialised by puppeteer: no references to module scope) ----
+
+export function installPageObserver(limits: ObserverLimits): void {
+  const clock = performance.now.bind(performance);
+  const origin = performance.timeOrigin;
+  let last: number | null = null;
+  const touch = (): void => void (last = origin + clock());
+
+  const sources = new WeakMap<object, { src: string | null; bytes?: Uint8Array }>();
+  let keptBytes = 0;
+  const copyBytes = (data: unknown): Uint8Array | undefined => {
+    const view = ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : null;
+    if (!view || view.byteLength > limits.maxFaceBytes || keptBytes + view.byteLength > limits.maxTotalBytes) return;
+    keptBytes += view.byteLength;
+    return view.slice(); // the page may reuse or detach its buffer
+  };
+  window.FontFace = new Proxy(window.FontFace, {
+    construct(target, args: unknown[], newTarget) {
+      const face = Reflect.construct(target, args, newTarget) as object;
+      const src = args[1];
+      if (typeof src === "string") sources.set(face, { src });
+      else {
+        const bytes = copyBytes(src);
+        sources.set(face, bytes ? { src: null, bytes } : { src: null });
+      }
+      touch();
+      return face;
+    },
+  });
+  const wrap = <K extends string>(owner: Record<K, unknown>, name: K, before: (args: unknown[]) => void): void => {
+    const original = owner[name];
+    if (typeof original !== "function") return;
+    owner[name] = new Proxy(original, {
+      apply(target, self, args: unknown[]) {
+        before(args);
+        return Reflect.apply(target, self, args) as unknown;
+      },
+    });
+  };
+  const proto = <T>(p: T) => p as unknown as Record<string, unknown>;
+  wrap(proto(FontFaceSet.prototype), "add", touch);
+  wrap(proto(CSSStyleSheet.prototype), "insertRule", (args) => {
+    if (/@font-face/i.test(String(args[0]))) touch();
+  });
+  wrap(proto(CSSStyleSheet.prototype), "replace", touch);
+  wrap(proto(CSSStyleSheet.prototype), "replaceSync", touch);
+  const adopted = Object.getOwnPropertyDescriptor(Document.prototype, "adoptedStyleSheets");
+  if (adopted?.set) {
+    Object.defineProperty(Document.prototype, "adoptedStyleSheets", {
+      ...adopted,
+      set(value: unknown) {
+        touch();
+        adopted.set?.call(this, value);
+      },
+    });
+  }
+  for (const type of ["loading", "loadingdone", "loadingerror"]) document.fonts.addEventListener(type, touch);
+
+  const isSheetNode = (n: Node | null): boolean =>
+    n?.nodeName === "STYLE" || (n?.nodeName === "LINK" && /stylesheet/i.test((n as Element).getAttribute("rel") ?? ""));
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const hit =
+        r.type === "childList"
+          ? isSheetNode(r.target) ||
+            Array.from(r.addedNodes).some(
+              (n) => isSheetNode(n) || (n instanceof Element && n.querySelector("style, link[rel~=stylesheet]")),
+            )
+          : r.type === "characterData"
+            ? isSheetNode(r.target.parentNode)
+            : r.target.nodeName === "LINK";
+      if (hit) return touch();
+    }
+  }).observe(document, {
+    childList: true,
+    subtree: true,
+    characterData: true,
+    attributes: true,
+    attributeFilter: ["href", "rel", "media", "disabled"],
+  });
+
+  // Timers: callbacks run with the depth of the chain that set them.
+  const due = new Set<unknown>();
+  let depth = 0;
+  let counted = 0;
+  window.setTimeout = new Proxy(setTimeout, {
+    apply(target, self, args: unknown[]) {
+      const [fn, delay, ...rest] = args;
+      const ms = Number(delay) || 0;
+      const track = typeof fn === "function" && ms <= limits.maxTimerMs && depth < limits.maxTimerDepth;
+      if (!track || counted >= limits.maxTimers) return Reflect.apply(target, self, args) as number;
+      counted++;
+      const mine = depth + 1;
+      const run = function (this: unknown, ...callArgs: unknown[]): unknown {
+        due.delete(id);
+        touch();
+        const outer = depth;
+        depth = mine;
+        try {
+          return (fn as (...a: unknown[]) => unknown).apply(this, callArgs);
+        } finally {
+          depth = outer;
+        }
+      };
+      const id: unknown = Reflect.apply(target, self, [run, delay, ...rest]);
+      due.add(id);
+      return id as number;
+    },
+  });
+  wrap(window as unknown as Record<string, unknown>, "clearTimeout", (args) => void due.delete(args[0]));
+
+  const handle = {
+    source: (face: object) => sources.get(face),
+    lastActivityAt: () => last,
+    timers: () => due.size,
+  };
+  Object.defineProperty(window, "__glyphscanObserver", { value: handle });
+}
+
+/** One settle poll: the observer's clock and timers, and document.fonts' own state. */
+export function readPageActivity(): PageActivity {
+  const handle = (window as unknown as Record<string, ObserverHandle | undefined>)["__glyphscanObserver"];
+  // A headless page may not lay out until something asks: layout is what starts a face's load
+  // (its text is shaped), so each poll forces it; a clean layout costs nothing.
+  void document.documentElement?.getBoundingClientRect();
+  let loadingFaces = 0;
+  document.fonts.forEach((f) => {
+    if (f.status === "loading") loadingFaces++;
+  });
+  return {
+    installed: handle !== undefined,
+    lastActivityAt: handle?.lastActivityAt() ?? null,
+    timers: handle?.timers() ?? 0,
+    fontsStatus: document.fonts.status,
+    loadingFaces,
+    readyState: document.readyState,
+  };
+}
