@@ -50,7 +50,8 @@ function createVerifier(config: Config): (authorization: string | undefined) => 
         key instanceof Uint8Array
           ? (await jwtVerify(match[1], key, { ...opts, algorithms: ["HS256"] })).payload
           : (await jwtVerify(match[1], key, opts)).payload;
-      return { ok: true, payload };
+      const lifetime = lifetimeProblem(payload, config.api.maxTokenLifetimeS, Date.now() / 1000);
+      return lifetime ? unauthorized(lifetime) : { ok: true, payload };
     } catch (err) {
       if (err instanceof errors.JWTExpired) return unauthorized("the token has expired");
       if (err instanceof errors.JWTClaimValidationFailed)
@@ -58,6 +59,23 @@ function createVerifier(config: Config): (authorization: string | undefined) => 
       return unauthorized("the token is not valid");
     }
   };
+}
+
+/** Clocks of token issuers and API processes may differ by this much. */
+const CLOCK_TOLERANCE_S = 60;
+
+/**
+ * jose checks that `exp` has not passed, but not that `iat` is not in the future nor that the
+ * token ends within a sane time: a token issued "tomorrow", or expiring in the year 5000, is a
+ * leaked signing key's forgery or an issuer's bug, never a client to serve.
+ */
+function lifetimeProblem(payload: JWTPayload, maxLifetimeS: number, nowS: number): string | null {
+  if (payload.iat !== undefined && payload.iat > nowS + CLOCK_TOLERANCE_S) return "the token's iat is in the future";
+  const exp = payload.exp ?? Number.POSITIVE_INFINITY;
+  const from = payload.iat ?? nowS;
+  if (exp - from > maxLifetimeS + CLOCK_TOLERANCE_S)
+    return `the token lives longer than the ${maxLifetimeS} s allowed (api.maxTokenLifetimeS)`;
+  return null;
 }
 
 export function createAuthenticator(config: Config): Authenticator {

@@ -3,6 +3,7 @@
  * readiness and the OpenAPI document. `buildApi` wires routes onto open connections (tests
  * inject requests into it); `startApi` opens the connections and listens.
  */
+import type { Duplex } from "node:stream";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { connectNats, createLogger, type Logger, type NatsHandles } from "../../cluster/mod.ts";
@@ -36,6 +37,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     loggerInstance: logger,
     // Room for maxBatchUrls URLs of the longest accepted length; larger bodies get 413 from Fastify.
     bodyLimit: Math.max(1 << 20, config.api.maxBatchUrls * 4_200),
+    // Errors Node's HTTP parser raises before any route (headers over its 16 KiB, a malformed
+    // request line) get the documented error body too, not Fastify's own shape.
+    clientErrorHandler: answerClientError,
   });
   // Every route's handler runs in a SERVER span continuing the caller's traceparent, so what it
   // publishes (a submission's feed message) joins the caller's trace. Added before any route.
@@ -138,4 +142,21 @@ export async function startApi(config: Config, submitUrls: SubmitFn, log?: Logge
     await close();
     throw err;
   }
+}
+
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, error, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "headers-too-large", "the request's headers are larger than the server accepts (16 KiB)"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "request-timeout", "the request took too long to arrive"]
+        : [400, "bad-request", "the request could not be parsed as HTTP/1.1"];
+  const body = JSON.stringify({ error, message });
+  const reason =
+    status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request";
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

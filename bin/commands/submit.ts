@@ -39,6 +39,9 @@ export async function* linesOf(path: string | undefined): AsyncGenerator<string>
   }
 }
 
+/** Room for a batch's other fields (source, date, region hint) around its URLs. */
+const BATCH_ENVELOPE_BYTES = 1024;
+
 export async function submitUrls(
   js: JetStreamClient,
   config: Config,
@@ -55,8 +58,13 @@ export async function submitUrls(
       : null;
   bar?.start(0, 0, { accepted: 0, rejected: 0 });
   let batch: string[] = [];
+  let batchBytes = 0;
+  // A batch must fit in one message the coordinator reads (actors.maxMessageBytes, under NATS's
+  // max_payload): 1,000 URLs of 4 KB are 4 MB, so batches close on size as well as on count.
+  const byteBudget = config.actors.maxMessageBytes - BATCH_ENVELOPE_BYTES;
   const flush = async () => {
     if (batch.length === 0) return;
+    batchBytes = 0;
     // Content-derived id: sending the same batch twice within the window stores it once.
     const hash = createHash("sha256").update(batch.join("\n")).digest("hex").slice(0, 32);
     const ack = await publishMessage(js, {
@@ -80,7 +88,11 @@ export async function submitUrls(
     if (verdict.ok) summary.accepted++;
     else summary.rejected.push({ url, reason: `${verdict.code}: ${verdict.reason}` });
     // Over-long URLs are rejected either way; the cut keeps the batch within its schema.
-    batch.push(url.slice(0, 4096));
+    const kept = url.slice(0, 4096);
+    const bytes = Buffer.byteLength(JSON.stringify(kept)) + 1;
+    if (batchBytes + bytes > byteBudget) await flush();
+    batch.push(kept);
+    batchBytes += bytes;
     if (batch.length >= opts.batchSize) await flush();
     bar?.setTotal(summary.read);
     bar?.update(summary.read, { accepted: summary.accepted, rejected: summary.rejected.length });
