@@ -1,0 +1,260 @@
+/**
+ * The shipped NATS users (ops/deploy/nats/auth.conf) on a real nats-server: the file is what the
+ * generator makes, nobody gets in without a password, the pipeline runs end to end with each role
+ * under its own user and no permission violation, and each user is refused outside its subjects.
+ */
+import test, { type ExecutionContext } from "ava";
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import { SignJWT } from "jose";
+import { startApi, type RunningApi } from "../../actors/api/server.ts";
+import { startNode } from "../../actors/compose.ts";
+import { openDatabase, type Database } from "../../actors/store/database.ts";
+import { createLogger, publishMessage, type ClusterNode } from "../../cluster/mod.ts";
+import { submitUrls } from "../../bin/commands/submit.ts";
+import { startCorpus, type Corpus } from "../../ops/demo/corpus.ts";
+import { DEPLOY_ARGS, deploymentUsers, parseAuthArgs, renderAuthConf, type BusUser } from "../../ops/nats-auth.ts";
+import { buckets, leaderKey, msgIds, nodeKey, subjects } from "../../protocol/mod.ts";
+import { jsApi } from "../../protocol/permissions.ts";
+import { freePort, startMongo, startRedis, toolPaths, type ManagedServer } from "../harness/servers.ts";
+import { eventually, testConfig } from "../helpers/stack.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const AUTH_CONF = path.join(ROOT, "ops/deploy/nats/auth.conf");
+const shipped = parseAuthArgs(DEPLOY_ARGS);
+const users = deploymentUsers(shipped.opts);
+const passwords = Object.fromEntries(users.map((u) => [u.user, randomBytes(12).toString("hex")]));
+
+interface AuthServer {
+  url: string;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** A one-server JetStream nats-server whose config includes `authFile` (relative, as the deploy does). */
+async function startAuthServer(authFile: string, env: Record<string, string>): Promise<AuthServer> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "glyphscan-perms-"));
+  const port = await freePort();
+  const logFile = path.join(dir, "nats.log");
+  writeFileSync(
+    path.join(dir, "nats.conf"),
+    [
+      `listen: "127.0.0.1:${port}"`,
+      `server_name: "perms-${port}"`,
+      `jetstream { store_dir: ${JSON.stringify(dir)} }`,
+      `log_file: ${JSON.stringify(logFile)}`,
+      `include ${JSON.stringify(path.relative(dir, authFile))}`,
+      "",
+    ].join("\n"),
+  );
+  const server: ChildProcess = spawn((await toolPaths())["NATS_SERVER"]!, ["-c", path.join(dir, "nats.conf")], {
+    env: { PATH: process.env["PATH"], ...env },
+    stdio: "ignore",
+  });
+  const exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
+  const url = `nats://127.0.0.1:${port}`;
+  const log = () => {
+    try {
+      return readFileSync(logFile, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const stop = async () => {
+    server.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  await eventually(`nats-server on ${url}`, async () => {
+    if (server.exitCode !== null) throw new Error(`nats-server exited: ${log()}`);
+    const nc = await connect({ servers: url, user: "operator", pass: env[passwordEnv("operator")]!, reconnect: false });
+    await nc.close();
+    return true;
+  }).catch(async (err: unknown) => {
+    await stop();
+    throw err;
+  });
+  return { url, log, stop };
+}
+
+const passwordEnv = (user: string) => users.find((u) => u.user === user)?.passwordVar ?? `PASS_${user}`;
+const serverEnv = (list: readonly BusUser[]) =>
+  Object.fromEntries(list.map((u) => [u.passwordVar, passwords[u.user] ?? "unused"]));
+
+let nats: AuthServer;
+let redis: ManagedServer;
+let mongo: ManagedServer;
+
+test.before(async () => {
+  [nats, redis, mongo] = await Promise.all([startAuthServer(AUTH_CONF, serverEnv(users)), startRedis(), startMongo()]);
+});
+
+test.after.always(async () => {
+  await Promise.all([nats?.stop(), redis?.stop(), mongo?.stop()]);
+});
+
+const login = (user: string, pass = passwords[user]) => connect({ servers: nats.url, user, pass, reconnect: false });
+
+/** Publishing as `nc` is refused by the server with a permissions violation naming `subject`. */
+async function refused(t: ExecutionContext, nc: NatsConnection, subject: string): Promise<void> {
+  const js = jetstream(nc, { timeout: 5_000 });
+  const err = await t.throwsAsync(js.publish(subject, "forged"), undefined, `${subject} was accepted`);
+  // A JetStream publish is a request: the server's -ERR rejects it at once, the cause says why.
+  const cause = (err as (Error & { cause?: unknown }) | undefined)?.cause;
+  t.true(cause instanceof PermissionViolationError, `${subject}: ${err?.message}`);
+  t.regex(err?.message ?? "", new RegExp(`publish.*${subject.replaceAll("$", "\\$")}`, "i"));
+}
+
+test("the checked-in auth.conf is what the generator makes", (t) => {
+  const expected = renderAuthConf(users, shipped.opts, shipped.command);
+  t.is(readFileSync(AUTH_CONF, "utf8"), expected, `regenerate it: ${shipped.command} --out ops/deploy/nats/auth.conf`);
+  t.false(/password:\s*["'\w]/.test(expected), "every password is a $VARIABLE reference");
+});
+
+test("no credentials, or a wrong password, cannot connect", async (t) => {
+  await t.throwsAsync(connect({ servers: nats.url, reconnect: false }), { message: /authoriz/i });
+  await t.throwsAsync(login("scanner-eu", "not-the-password"), { message: /authoriz/i });
+  await t.throwsAsync(login("glyphscan", "anything"), { message: /authoriz/i });
+});
+
+/** A node's config as the deploy runs it: region eu of eu and us, logged in as `user`. */
+function nodeConfig(user: string, database: string, overrides: Record<string, unknown> = {}) {
+  return testConfig(
+    { nats: nats.url, redis: redis.url, mongo: mongo.url },
+    {
+      region: "eu",
+      regions: ["eu", "us"],
+      nats: { user, pass: passwords[user] },
+      mongo: { database },
+      api: { port: 0, jwtSecret: API_SECRET },
+      ...overrides,
+    },
+  );
+}
+
+const API_SECRET = randomBytes(24).toString("hex");
+/** The server logs each refusal as `"$G/user:<name>" - Publish Violation - Subject "<subject>"`. */
+const violations = (log: string) => log.split("\n").filter((l) => / (?:Publish|Subscription) Violation /.test(l));
+
+test.serial("the pipeline runs end to end with every role under its own user", async (t) => {
+  const database = `perms_${randomBytes(4).toString("hex")}`;
+  const corpus: Corpus = await startCorpus({ sites: 2 });
+  const log = createLogger("silent", {});
+  const nodes: ClusterNode[] = [];
+  let db: Database | undefined;
+  let api: RunningApi | undefined;
+  const feed = await login("feed-extension");
+  try {
+    const control = nodeConfig("control-eu", database, { roles: ["coordinator", "frontier", "results"] });
+    nodes.push(await startNode(control, log));
+    nodes.push(await startNode(nodeConfig("scanner-eu", database, { roles: ["scanner"] }), log));
+    api = await startApi(nodeConfig("api-eu", database), submitUrls, log);
+    db = await openDatabase(control);
+
+    const [viaFeed, viaApi] = corpus.sites;
+    await publishMessage(jetstream(feed), {
+      subject: subjects.feed("extension"),
+      schema: "feed-submission",
+      body: { url: viaFeed!.url, source: "extension", submittedAt: new Date().toISOString(), regionHint: "eu" },
+      msgId: msgIds.feed("extension", viaFeed!.domain),
+    });
+    const res = await fetch(`${api.url}/v1/submissions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${await apiToken(control)}` },
+      body: JSON.stringify({ urls: [viaApi!.url], regionHint: "eu" }),
+    });
+    t.is(res.status, 202, await res.text());
+
+    for (const site of [viaFeed!, viaApi!]) {
+      const scan = await eventually(
+        `a stored scan of ${site.domain}`,
+        async () => (await db!.collections.scans.findOne({ domain: site.domain })) ?? undefined,
+        90_000,
+      );
+      t.is(scan.status, "ok", `${site.domain}: ${scan.failure?.message ?? ""}`);
+      t.deepEqual(
+        [...new Set(scan.files.map((f) => f.sha256))].sort(),
+        [...new Set(site.expectedFiles.map((f) => f.sha256))].sort(),
+      );
+    }
+  } finally {
+    await api?.close();
+    for (const node of nodes.reverse()) await node.stop();
+    await db?.close();
+    await feed.close();
+    await corpus.close();
+  }
+  // Through start, work and drain: nothing any role does was refused.
+  t.deepEqual(violations(nats.log()), [], "no role was refused anything it does");
+});
+
+async function apiToken(config: ReturnType<typeof nodeConfig>): Promise<string> {
+  return new SignJWT({ scope: "submit" })
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuer(config.api.jwtIssuer)
+    .setAudience(config.api.jwtAudience)
+    .setSubject("perms-test")
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(new TextEncoder().encode(API_SECRET));
+}
+
+test.serial("a scanner is refused feeds, admissions, jobs, other regions' results and the leader lease", async (t) => {
+  const nc = await login("scanner-eu");
+  try {
+    // What it does may go through: the refusals below are the permissions, not a broken server.
+    const ack = await jetstream(nc).publish(subjects.results("eu"), "{}", { msgID: randomBytes(8).toString("hex") });
+    t.true(ack.seq > 0);
+    for (const subject of [
+      subjects.feed("x"),
+      subjects.admit("eu"),
+      subjects.jobs("eu"),
+      subjects.results("us"),
+      subjects.compliance("eu"),
+      subjects.deadLetter("results"),
+      jsApi.kvKey(buckets.leaders, leaderKey("dispatcher", "eu")),
+      "$JS.API.STREAM.DELETE.FEEDS",
+      "$JS.API.STREAM.PURGE.RESULTS_EU",
+    ])
+      await refused(t, nc, subject);
+  } finally {
+    await nc.close();
+  }
+});
+
+test.serial("a feed may publish only its own source; the API only submissions", async (t) => {
+  const feed = await login("feed-extension");
+  const api = await login("api-eu");
+  try {
+    await refused(t, feed, subjects.feed("common-crawl"));
+    await refused(t, feed, subjects.results("eu"));
+    await refused(t, feed, subjects.admit("eu"));
+    await refused(t, api, subjects.results("eu"));
+    await refused(t, api, subjects.jobs("eu"));
+    await refused(t, api, jsApi.kvKey(buckets.nodes, nodeKey("someone")));
+  } finally {
+    await Promise.all([feed.close(), api.close()]);
+  }
+});
+
+test.serial("the refusals reach the server's log and the client's status stream", async (t) => {
+  const nc = await login("feed-common-crawl");
+  const seen = (async () => {
+    for await (const s of nc.status())
+      if (s.type === "error" && /permissions violation/i.test(String(s.error))) return s;
+    return null;
+  })();
+  nc.publish(subjects.results("eu"), "forged"); // a plain publish: dropped, reported asynchronously
+  const status = await seen;
+  t.truthy(status, "the client heard of the violation");
+  await nc.close();
+  const logged = () => violations(nats.log()).filter((l) => l.includes("user:feed-common-crawl"));
+  await eventually("the server's log of the refusal", async () => (logged().length > 0 ? true : undefined), 5_000);
+  t.regex(logged()[0] ?? "", /Publish Violation - Subject "results\.eu"/, "the server logs who and what");
+});
