@@ -34,7 +34,10 @@ export type ExtractOptions = {
   settleMs: number;
   /** Quiet time that ends the settle (scanner.settleQuietMs); default 300 ms. */
   settleQuietMs?: number;
-  /** Longest settle (scanner.settleBudgetMs), never past the navigation deadline; default 10 000 ms. */
+  /**
+   * Longest settle (scanner.settleBudgetMs); it ends at the navigation deadline too, unless that
+   * leaves it under 5 s. Default 10 000 ms.
+   */
   settleBudgetMs?: number;
   /** The egress proxy's reason for refusing a URL (BrowserPool.refusalFor), to record blocked requests. */
   refusalFor?: (url: string) => string | null;
@@ -58,6 +61,11 @@ export const DEFAULT_SETTLE_QUIET_MS = 300;
 export const DEFAULT_SETTLE_BUDGET_MS = 10_000;
 /** Blocked inside Chromium via CDP (cheaper than request interception). Never fonts or CSS. */
 const BLOCKED_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp", "avif", "bmp", "ico", "svg", "mp4", "webm", "mp3"];
+/**
+ * The settle a page gets even when DOMContentLoaded came at the navigation deadline: a big page is
+ * still laying out (and so loading its faces); the job's headroom (browser-pool.ts) covers it.
+ */
+const LATE_SETTLE_MS = 5_000;
 /** Timers the settle waits for: "load the fonts shortly after start" runs within a second or two. */
 const TIMER_LIMITS = { maxTimerMs: 2_000, maxTimerDepth: 3, maxTimers: 50 };
 
@@ -145,7 +153,9 @@ export async function startCapture(page: Page, opts: ExtractOptions): Promise<Ca
       await drain(state); // a face that finished loading during the inventory has its body in flight
       const finalUrl = page.url();
       const faces = joinFaces(inventory, state, finalUrl);
-      const files = parseFontsSpan(state.captured, () => toFiles(state.captured, opts.maxFontBytes, finalUrl, faces));
+      const files = await parseFontsSpan(state.captured, () =>
+        toFiles(state.captured, opts.maxFontBytes, finalUrl, faces),
+      );
       if (sampled) applyRendering(faces, files, platform.faces, sampled);
       linkBuiltFaces(faces, files);
       const rendered = sampled ? { renderedFonts: sampled.fonts } : {};
@@ -172,7 +182,7 @@ async function settleAndCollect(
   for (let attempt = 1; ; attempt++) {
     try {
       const now = Date.now();
-      const endAt = now + Math.min(budgetMs, Math.max(deadline - now, quietMs));
+      const endAt = now + Math.min(budgetMs, Math.max(deadline - now, LATE_SETTLE_MS, quietMs));
       const { ended } = await withSpan("settle", {}, async (span) => {
         const outcome = await settleUntilQuiet(page, cdp, net, { quietMs, minMs: opts.settleMs, endAt });
         span?.setAttribute("glyphscan.settle.ended", outcome.ended);

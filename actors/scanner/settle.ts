@@ -7,7 +7,8 @@
  * - the page observer (page-observer.ts) saw no new stylesheet, `@font-face` or FontFace, no face
  *   load start or end, and no short timer is still due;
  * - the document has loaded and document.fonts is idle (status `loaded`, no face `loading`).
- * The settle ends at its budget otherwise, and says which it was.
+ * The settle ends at its budget otherwise (a face still loading then gets a short grace), and says
+ * which it was.
  */
 import type { CDPSession, Page, Protocol } from "puppeteer-core";
 import { withTimeout } from "../../cluster/async.ts";
@@ -28,6 +29,10 @@ export type SettleOptions = {
 const TRACKED = new Set(["Font", "Stylesheet", "Script", "Fetch", "XHR"]);
 /** Between polls of the page's state. */
 const POLL_MS = 40;
+/** Past the budget, how long a face that is loading may still finish. */
+const FONT_GRACE_MS = 3_000;
+/** Cap on asking for the main frame's id. */
+const FRAME_TREE_WAIT_MS = 1_000;
 /** A poll that cannot be answered this long after the budget (a wedged page) ends the scan. */
 const POLL_GRACE_MS = 2_000;
 
@@ -80,20 +85,23 @@ export async function settleUntilQuiet(
   opts: SettleOptions,
 ): Promise<SettleOutcome> {
   const started = Date.now();
-  // Requests of iframes (ads, embeds) do not hold the scan: their fonts are not the page's.
-  const mainFrame = await cdp
-    .send("Page.getFrameTree")
+  // Requests of iframes (ads, embeds) do not hold the scan: their fonts are not the page's. The
+  // renderer answers this, so a wedged page must not hold it either (then all frames count).
+  const mainFrame = await withTimeout(cdp.send("Page.getFrameTree"), FRAME_TREE_WAIT_MS, "frame tree")
     .then((t) => t.frameTree.frame.id)
     .catch(() => null);
   for (;;) {
-    const pollBudget = Math.max(0, opts.endAt - Date.now()) + POLL_GRACE_MS;
+    const pollBudget = Math.max(0, opts.endAt + FONT_GRACE_MS - Date.now()) + POLL_GRACE_MS;
     const activity = await withTimeout(page.evaluate(readPageActivity), pollBudget, "settling");
     const now = Date.now();
     const lastAt = Math.max(net.lastChangeAt, activity.lastActivityAt ?? 0);
     const idle = net.inFlight(mainFrame) === 0 && pageIdle(activity);
     if (idle && now - lastAt >= opts.quietMs && now - started >= opts.minMs)
       return { ended: "quiet", ms: now - started };
-    if (now >= opts.endAt) return { ended: "budget", ms: now - started };
+    // A face mid-load at the budget gets a short grace: its text is waiting for it.
+    const fontsIdle = activity.fontsStatus === "loaded" && activity.loadingFaces === 0;
+    if (now >= opts.endAt && (fontsIdle || now >= opts.endAt + FONT_GRACE_MS))
+      return { ended: "budget", ms: now - started };
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
