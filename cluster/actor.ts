@@ -9,8 +9,7 @@
 import type { Consumer, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { HEADERS, decodeMessage, type MessageOf, type SchemaName, type Stage } from "../protocol/mod.ts";
 import type { Config } from "../config/mod.ts";
-import type { PoisonError } from "./errors.ts";
-import { classify, errorMessage } from "./errors.ts";
+import { PoisonError, classify, errorMessage } from "./errors.ts";
 import { deadLetterFromMsg, publishDeadLetter } from "./dead-letters.ts";
 import { publishMessage, type Outgoing } from "./envelope.ts";
 import { traceFieldsOf, type Logger } from "./log.ts";
@@ -137,8 +136,7 @@ export class ActorRunner<N extends SchemaName> implements Service {
       config.actors.maxMessageBytes,
     );
     if (!decoded.ok) {
-      const code = decoded.reason.startsWith("oversized") ? "oversized" : "invalid-message";
-      await this.#deadLetter(m, code, decoded.reason);
+      await this.#deadLetter(m, decoded.code, decoded.reason);
       return;
     }
     // Keep the lease on the message while the handler works; stops if the node dies.
@@ -187,8 +185,8 @@ export class ActorRunner<N extends SchemaName> implements Service {
   async #fail(m: JsMsg, err: unknown): Promise<void> {
     const kind = classify(err);
     const { actors } = this.#deps.config;
-    if (kind === "poison") {
-      await this.#deadLetter(m, (err as PoisonError).code, errorMessage(err));
+    if (err instanceof PoisonError) {
+      await this.#deadLetter(m, err.code, errorMessage(err));
       return;
     }
     if (kind === "fatal") {

@@ -1,4 +1,5 @@
 /** Small promise helpers every actor uses: bounded parallelism and bounded waits. */
+import { TimeoutError } from "./errors.ts";
 
 /** Runs `fn` over `items` with at most `limit` at once, keeping the order of results. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -14,11 +15,11 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return out;
 }
 
-/** `p`, or a rejection naming `what` once `ms` have passed; the timer never outlives the race. */
+/** `p`, or a {@link TimeoutError} (code `timeout`) naming `what` once `ms` have passed; the timer never outlives the race. */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new TimeoutError(what, ms)), ms);
   });
   return Promise.race([p, expired]).finally(() => clearTimeout(timer));
 }

@@ -120,7 +120,8 @@ export function consumerSpecs(config: Config, maxAckPending: (durable: string) =
   ];
 }
 
-function isNotFound(err: unknown): boolean {
+/** The JetStream API's "no such stream" or "no such consumer", by its error code. */
+export function isNotFound(err: unknown): boolean {
   return (
     err instanceof JetStreamApiError &&
     (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound)

@@ -5,7 +5,12 @@
 import { z } from "zod";
 import { parseSchemaHeader, schemas, type SchemaName } from "./messages.ts";
 
-export type Decoded<T> = { ok: true; value: T; schema: string } | { ok: false; reason: string };
+/** Why a message could not be read, as a code the reader branches on; `reason` says it in words. */
+export type DecodeFailure = "oversized" | "invalid-message";
+
+export type Decoded<T> = { ok: true; value: T; schema: string } | { ok: false; code: DecodeFailure; reason: string };
+
+const invalid = (reason: string) => ({ ok: false, code: "invalid-message", reason }) as const;
 
 /** The message type a reader gets for the kinds it accepts. */
 export type MessageOf<N extends SchemaName> = z.infer<(typeof schemas)[N][keyof (typeof schemas)[N]]>;
@@ -21,37 +26,31 @@ export function decodeMessage<N extends SchemaName>(
   maxBytes: number,
 ): Decoded<MessageOf<N>> {
   if (data.byteLength > maxBytes) {
-    return { ok: false, reason: `oversized: ${data.byteLength} bytes, limit ${maxBytes}` };
+    return { ok: false, code: "oversized", reason: `oversized: ${data.byteLength} bytes, limit ${maxBytes}` };
   }
   const parsed = parseSchemaHeader(schemaHeader);
-  if (!parsed)
-    return {
-      ok: false,
-      reason: `missing or malformed Glyphscan-Schema header: ${JSON.stringify(schemaHeader ?? null)}`,
-    };
+  if (!parsed) return invalid(`missing or malformed Glyphscan-Schema header: ${JSON.stringify(schemaHeader ?? null)}`);
   if (!(accept as readonly string[]).includes(parsed.name)) {
-    return { ok: false, reason: `unexpected message kind "${parsed.name}", expected ${accept.join(" or ")}` };
+    return invalid(`unexpected message kind "${parsed.name}", expected ${accept.join(" or ")}`);
   }
   const versions = schemas[parsed.name as N] as Record<number, z.ZodType>;
   const schema = versions[parsed.version];
   if (!schema) {
-    return {
-      ok: false,
-      reason: `unsupported version ${parsed.version} of "${parsed.name}" (known: ${Object.keys(versions).join(", ")})`,
-    };
+    return invalid(
+      `unsupported version ${parsed.version} of "${parsed.name}" (known: ${Object.keys(versions).join(", ")})`,
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
   } catch (err) {
-    return { ok: false, reason: `not UTF-8 JSON: ${(err as Error).message}` };
+    return invalid(`not UTF-8 JSON: ${(err as Error).message}`);
   }
   const result = schema.safeParse(json);
   if (!result.success) {
-    return {
-      ok: false,
-      reason: `invalid ${parsed.name}.v${parsed.version}: ${z.prettifyError(result.error).replaceAll("\n", "; ")}`,
-    };
+    return invalid(
+      `invalid ${parsed.name}.v${parsed.version}: ${z.prettifyError(result.error).replaceAll("\n", "; ")}`,
+    );
   }
   return { ok: true, value: result.data as MessageOf<N>, schema: `${parsed.name}.v${parsed.version}` };
 }

@@ -2,20 +2,11 @@
 import type { FastifyInstance } from "fastify";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Redis } from "ioredis";
+import { withTimeout } from "../../cluster/async.ts";
+import { TransientError } from "../../cluster/errors.ts";
 import type { Database } from "../store/database.ts";
 
 const CHECK_TIMEOUT_MS = 1_000;
-
-function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} did not answer within ${CHECK_TIMEOUT_MS} ms`)),
-      CHECK_TIMEOUT_MS,
-    );
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 export interface ReadinessDeps {
   nc: NatsConnection;
@@ -28,14 +19,15 @@ export function healthRoutes(app: FastifyInstance, deps: ReadinessDeps): void {
 
   app.get("/readyz", async (_req, reply) => {
     const checks: Record<string, () => Promise<unknown>> = {
-      nats: () => (deps.nc.isClosed() ? Promise.reject(new Error("connection closed")) : deps.nc.flush()),
+      nats: () =>
+        deps.nc.isClosed() ? Promise.reject(new TransientError("connection closed", "unavailable")) : deps.nc.flush(),
       redis: () => deps.redis.ping(),
       mongo: () => deps.db.db.command({ ping: 1 }),
     };
     const results = await Promise.all(
       Object.entries(checks).map(async ([name, check]) => {
         try {
-          await withTimeout(check(), name);
+          await withTimeout(check(), CHECK_TIMEOUT_MS, name);
           return [name, "up"] as const;
         } catch (err) {
           return [name, `down: ${err instanceof Error ? err.message : String(err)}`] as const;

@@ -13,7 +13,7 @@
  * is confirmed against MongoDB `domains` by key, and a domain not stored there is admitted.
  */
 import type { ActorDefinition } from "../../cluster/actor.ts";
-import { TransientError, errorMessage } from "../../cluster/errors.ts";
+import { FatalError, TransientError, errorMessage } from "../../cluster/errors.ts";
 import { instruments } from "../../cluster/metrics.ts";
 import type { Config } from "../../config/mod.ts";
 import { consumers, msgIds, streams, subjects, type FeedSubmission } from "../../protocol/mod.ts";
@@ -59,7 +59,8 @@ export function coordinatorActor(
 ): ActorDefinition<"feed-submission" | "feed-batch"> {
   const { coordinator } = config;
   const confirmSources = new Set(coordinator.confirmSources);
-  if (confirmSources.size > 0 && !known) throw new Error("coordinator.confirmSources needs a MongoDB connection");
+  if (confirmSources.size > 0 && !known)
+    throw new FatalError("coordinator.confirmSources needs a MongoDB connection", "bad-config");
   const fallback = health ? { fallbacks: coordinator.fallbackRegions, isDown: (r: string) => health.isDown(r) } : {};
   return {
     name: "coordinator",

@@ -17,6 +17,7 @@
  */
 import { hash } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
+import { TransientError } from "../../cluster/errors.ts";
 
 /** Options of {@link SeenFilter}. */
 export type SeenFilterOptions = {
@@ -364,7 +365,7 @@ export class SeenFilter {
       const end = Math.min(domains.length, start + MAX_ITEMS_PER_CALL);
       const done = call(this.#pack(domains, start, end)).then((reply) => {
         if (reply.length !== end - start) {
-          throw new Error(`SeenFilter: ${reply.length} replies for ${end - start} domains`);
+          throw new TransientError(`SeenFilter: ${reply.length} replies for ${end - start} domains`);
         }
         for (let i = 0; i < reply.length; i++) out[start + i] = reply[i] === 1;
       });

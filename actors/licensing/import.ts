@@ -3,6 +3,7 @@
  * Lines. Every row keeps the line it started on, so a validation error points at the file.
  */
 import { parse as parseCsv } from "csv-parse/sync";
+import { InputError } from "../../cluster/errors.ts";
 import { describeIssues, licenseInputSchema, toLicenseDoc } from "./license-record.ts";
 import type { LicenseRegistry } from "./registry.ts";
 import type { LicenseDoc } from "../store/documents.ts";
@@ -67,14 +68,14 @@ export function readRows(text: string, format: LicenseFormat): RawRow[] {
   try {
     parsed = JSON.parse(text) as unknown;
   } catch (err) {
-    throw new Error(`not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+    throw new InputError(`not valid JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   const items: unknown[] | null = Array.isArray(parsed)
     ? parsed
     : typeof parsed === "object" && parsed !== null && Array.isArray((parsed as { licenses?: unknown }).licenses)
       ? (parsed as { licenses: unknown[] }).licenses
       : null;
-  if (!items) throw new Error('JSON must be an array of licences or {"licenses": [...]}');
+  if (!items) throw new InputError('JSON must be an array of licences or {"licenses": [...]}');
   const lines = elementLines(text);
   return items.map((data, i) => ({ line: lines[i] ?? 1, data }));
 }

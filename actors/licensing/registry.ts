@@ -9,6 +9,7 @@ import type { Collection, Filter, OptionalUnlessRequiredId, UpdateFilter } from 
 import type { Collections } from "../store/database.ts";
 import type { LicenseDoc } from "../store/documents.ts";
 import { mapLimit } from "../../cluster/async.ts";
+import { isDuplicateKey } from "../../cluster/errors.ts";
 import { domainCovers } from "./license-record.ts";
 
 export type UpsertOutcome = "inserted" | "updated" | "unchanged";
@@ -110,7 +111,7 @@ export class LicenseRegistry {
     try {
       await collection.insertMany(docs as OptionalUnlessRequiredId<D>[], { ordered: false });
     } catch (err) {
-      if (!(err instanceof Error && /E11000|duplicate key/i.test(err.message))) throw err;
+      if (!isDuplicateKey(err)) throw err;
       for (const doc of docs) await collection.updateOne({ _id: doc._id } as Filter<D>, update(doc), { upsert: true });
     }
   }

@@ -1,6 +1,7 @@
 /** `glyphscan dlq list|replay`: dead letters by stage, reason and age. */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import {
+  InputError,
   findDeadLetters,
   replayDeadLetters,
   type DeadLetterFilter,
@@ -20,16 +21,24 @@ const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000
 
 /** "90s", "15m", "2h", "7d", "1h30m" → milliseconds. */
 export function parseDuration(text: string): number {
-  const parts = [...text.trim().matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== text.trim()) {
-    throw new Error(`invalid duration "${text}": use e.g. 90s, 15m, 2h, 7d, 1h30m`);
+  // Sticky: each part must start where the last ended, so the text is read once, left to right.
+  const part = /(\d+(?:\.\d+)?)(ms|[dhmsw])/y;
+  const s = text.trim();
+  let ms = 0;
+  while (part.lastIndex < s.length) {
+    const m = part.exec(s);
+    if (!m) break;
+    ms += Number(m[1]) * UNITS[m[2]!]!;
   }
-  return parts.reduce((sum, p) => sum + Number(p[1]) * UNITS[p[2]!]!, 0);
+  if (s === "" || part.lastIndex !== s.length) {
+    throw new InputError(`invalid duration "${text}": use e.g. 90s, 15m, 2h, 7d, 1h30m`);
+  }
+  return ms;
 }
 
 export function dlqFilter(opts: DlqOptions): DeadLetterFilter {
   if (opts.stage !== undefined && !(STAGES as readonly string[]).includes(opts.stage)) {
-    throw new Error(`invalid stage "${opts.stage}": one of ${STAGES.join(", ")}`);
+    throw new InputError(`invalid stage "${opts.stage}": one of ${STAGES.join(", ")}`);
   }
   return {
     stage: opts.stage as Stage | undefined,

@@ -5,6 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
+import { InputError } from "../../cluster/errors.ts";
 import type { Config } from "../../config/mod.ts";
 import { openDatabase } from "../../actors/store/database.ts";
 import { formatOf, importLicenses, readRows, type ImportSummary } from "../../actors/licensing/import.ts";
@@ -17,7 +18,7 @@ export async function importLicenseFile(
 ): Promise<ImportSummary> {
   const text = await readFile(path, "utf8");
   const format = opts.format === "csv" || opts.format === "json" || opts.format === "jsonl" ? opts.format : null;
-  if (opts.format && !format) throw new Error(`unknown format "${opts.format}" (csv, json or jsonl)`);
+  if (opts.format && !format) throw new InputError(`unknown format "${opts.format}" (csv, json or jsonl)`);
   const rows = readRows(text, format ?? formatOf(path, text));
   const db = await openDatabase(config);
   const bar =

@@ -9,7 +9,7 @@
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { listNodes, type NodeEntry } from "../../cluster/mod.ts";
+import { isNotFound, listNodes, type NodeEntry } from "../../cluster/mod.ts";
 import { STAGES, consumers, streams, subjects, type Stage } from "../../protocol/mod.ts";
 
 export interface StreamStatus {
@@ -49,8 +49,6 @@ export interface StatusOptions {
   maxRead?: number;
   now?: Date;
 }
-
-const isNotFound = (err: unknown) => err instanceof Error && /not found/i.test(err.message);
 
 export async function clusterStatus(
   nats: { js: JetStreamClient; jsm: JetStreamManager },
