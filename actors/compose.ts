@@ -31,6 +31,7 @@ import { LicensingClient } from "./licensing/licensing-client.ts";
 import { PendingRecheck } from "./licensing/pending-recheck.ts";
 import type { FontUse } from "./licensing/verdict.ts";
 import { BrowserPool } from "./scanner/browser-pool.ts";
+import { FontParsePool, installFontParsePool } from "./scanner/font-parse-pool.ts";
 import { hostResolverRules, scannerActor } from "./scanner/scanner-actor.ts";
 import { openDatabase } from "./store/database.ts";
 
@@ -146,6 +147,13 @@ export async function startNode(config: Config, log: Logger): Promise<ClusterNod
         },
       });
       closers.unshift(() => pool.close());
+      // Font files are parsed in worker threads with time and heap limits, never on this event loop.
+      const fontParsing = new FontParsePool(config.scanner.fontParse);
+      const uninstallFontParsing = installFontParsePool(fontParsing);
+      closers.unshift(async () => {
+        uninstallFontParsing();
+        await fontParsing.close();
+      });
       actors.push(someActor(scannerActor(config, pool)));
     }
     const watched: WatchedConsumer[] = actors.map((a) => ({ stream: a.stream, consumer: a.consumer, stage: a.stage }));

@@ -214,6 +214,23 @@ export const configSchema = z.strictObject({
         .max(10)
         .default(2)
         .describe("Same-site pages linked from the landing page that are scanned too"),
+      fontParse: z
+        .strictObject({
+          workers: positiveInt.max(16).default(2).describe("Font parse worker threads per node (files parsed at once)"),
+          timeoutMs: positiveInt
+            .default(3_000)
+            .describe("Longest one font file may parse; past it its worker is terminated (parseError timeout)"),
+          maxHeapMb: positiveInt
+            .min(16)
+            .default(128)
+            .describe("Heap limit of each font parse worker (parseError memory past it)"),
+          maxDecodedBytes: positiveInt
+            .default(32 * 1024 * 1024)
+            .describe(
+              "WOFF/WOFF2 fonts declaring or decoding to more are refused before decoding (parseError oversized)",
+            ),
+        })
+        .prefault({}),
     })
     .prefault({}),
   telemetry: z

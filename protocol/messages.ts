@@ -82,6 +82,13 @@ export const fontMetadataV1 = z.strictObject({
 });
 export type FontMetadata = z.infer<typeof fontMetadataV1>;
 
+/**
+ * Scanner limits a font parse can hit: the per-file time limit (the parse worker was killed),
+ * its heap limit, or a declared or decoded size over the cap (refused before decoding).
+ */
+export const PARSE_LIMITS = ["timeout", "memory", "oversized"] as const;
+export type ParseLimit = (typeof PARSE_LIMITS)[number];
+
 /** One font file the page fetched (by URL, or inline as a data: URI). */
 export const fontFileV1 = z.strictObject({
   sha256,
@@ -93,6 +100,8 @@ export const fontFileV1 = z.strictObject({
   metadata: fontMetadataV1.nullable(),
   /** Why the file could not be parsed, when it could not. */
   parseError: z.string().nullable(),
+  /** Set when parsing hit a scanner limit (parseError then starts with the same word). */
+  parseLimit: z.enum(PARSE_LIMITS).optional(),
   /** Delivery service id (`google-fonts`, `adobe-fonts`, …, `self-hosted`); null for an unknown third-party host. */
   provider: z.string().max(64).nullable().default(null),
 });

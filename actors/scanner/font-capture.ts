@@ -6,9 +6,10 @@
  */
 import type { HTTPResponse } from "puppeteer-core";
 import type { FontFace, FontFile } from "../../protocol/messages.ts";
-import { readFontMetadata, sha256Hex, sniffFontFormat } from "./font-metadata.ts";
+import { sha256Hex, sniffFontFormat } from "./font-metadata.ts";
+import { parseFontMetadata } from "./font-parse-pool.ts";
 import { fontProvider, type ProviderId } from "./providers.ts";
-import { withSyncSpan } from "../../cluster/telemetry.ts";
+import { withSpan } from "../../cluster/telemetry.ts";
 import { withTimeout } from "../../cluster/async.ts";
 
 export type Captured = {
@@ -64,9 +65,9 @@ export async function drain(state: CaptureState): Promise<void> {
 }
 
 /** Font parsing (hash, name table, provider) of a page's captured files, in a `parse fonts` span. */
-export function parseFontsSpan(captured: readonly Captured[], parse: () => FontFile[]): FontFile[] {
-  return withSyncSpan("parse fonts", { "glyphscan.fonts.captured": captured.length }, (span) => {
-    const files = parse();
+export function parseFontsSpan(captured: readonly Captured[], parse: () => Promise<FontFile[]>): Promise<FontFile[]> {
+  return withSpan("parse fonts", { "glyphscan.fonts.captured": captured.length }, async (span) => {
+    const files = await parse();
     span?.setAttribute("glyphscan.fonts.files", files.length);
     return files;
   });
@@ -76,7 +77,12 @@ export function parseFontsSpan(captured: readonly Captured[], parse: () => FontF
  * A body over maxFontBytes is still hashed (Chromium already held it and the protocol needs a
  * sha256 per file) but not parsed: parse time grows with size, and WOFF2 decoding is pure JS.
  */
-export function toFiles(captured: Captured[], maxFontBytes: number, pageUrl: string, faces: FontFace[]): FontFile[] {
+export async function toFiles(
+  captured: Captured[],
+  maxFontBytes: number,
+  pageUrl: string,
+  faces: FontFace[],
+): Promise<FontFile[]> {
   // A file on the site's own host inherits the provider of the kit whose stylesheet declared it.
   const faceProvider = new Map<string, ProviderId | null>();
   for (const f of faces)
@@ -88,7 +94,9 @@ export function toFiles(captured: Captured[], maxFontBytes: number, pageUrl: str
     if (byKey.has(key)) continue;
     const bytes = c.body.byteLength;
     const parsed =
-      bytes > maxFontBytes ? { metadata: null, parseError: `too large: ${bytes} bytes` } : readFontMetadata(c.body);
+      bytes > maxFontBytes
+        ? { metadata: null, parseError: `too large: ${bytes} bytes` }
+        : await parseFontMetadata(c.body);
     const provider = fontProvider(c.url, pageUrl, faceProvider.get(sha256) ?? null);
     byKey.set(key, {
       sha256,

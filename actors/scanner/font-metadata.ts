@@ -1,12 +1,19 @@
 /**
  * Reads identity and licence fields from font bytes (name and OS/2 tables) with fontkitten.
  * Never throws: bytes come from arbitrary sites, so malformed input becomes a parseError.
+ * WOFF and WOFF2 are unwrapped or size-checked first (font-decode.ts), so no declared length
+ * is trusted. This runs synchronously: the scanner calls it only inside the worker pool
+ * (font-parse-pool.ts), which adds the time and heap limits a parser bug would need.
  */
 import { createHash } from "node:crypto";
 import { create, type Font } from "fontkitten";
-import type { FontMetadata } from "../../protocol/messages.ts";
+import type { FontMetadata, ParseLimit } from "../../protocol/messages.ts";
+import { checkWoff2, firstFaceOfCollection, FontOversizedError, woffToSfnt } from "./font-decode.ts";
 
-export type MetadataResult = { metadata: FontMetadata | null; parseError: string | null };
+export type MetadataResult = { metadata: FontMetadata | null; parseError: string | null; parseLimit?: ParseLimit };
+
+/** Default of scanner.fontParse.maxDecodedBytes: a font decoding to more is recorded `oversized`. */
+export const DEFAULT_MAX_DECODED_BYTES = 32 * 1024 * 1024;
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -37,16 +44,28 @@ export function sniffFontFormat(bytes: Uint8Array): string | null {
  * Metadata of one font file. For a collection (`format: "ttc"`) the fields describe its first
  * face: the protocol has one metadata record per file.
  */
-export function readFontMetadata(bytes: Uint8Array): MetadataResult {
+export function readFontMetadata(bytes: Uint8Array, maxDecodedBytes = DEFAULT_MAX_DECODED_BYTES): MetadataResult {
   const format = sniffFontFormat(bytes);
   if (!format) return { metadata: null, parseError: `unknown font format (magic ${hexHead(bytes)})` };
   try {
-    const parsed = create(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    let sfnt = bytes;
+    let dropped: string[] = [];
+    if (format === "woff") ({ sfnt, dropped } = woffToSfnt(bytes, maxDecodedBytes));
+    if (format === "woff2") checkWoff2(bytes, maxDecodedBytes);
+    if (format === "ttc") sfnt = firstFaceOfCollection(bytes);
+    const parsed = create(Buffer.from(sfnt.buffer, sfnt.byteOffset, sfnt.byteLength));
     const font = parsed.isCollection ? parsed.fonts[0] : parsed;
     if (!font) return { metadata: null, parseError: "font collection holds no faces" };
-    return describe(font, format);
+    const result = describe(font, format);
+    // Say which tables were broken when that is why nothing could be read.
+    if (result.parseError && dropped.length > 0) result.parseError += ` (${dropped.join("; ")})`.slice(0, 500);
+    return result;
   } catch (err) {
-    return { metadata: null, parseError: `${format}: ${err instanceof Error ? err.message : String(err)}` };
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof FontOversizedError) {
+      return { metadata: null, parseError: `oversized: ${message}`, parseLimit: "oversized" };
+    }
+    return { metadata: null, parseError: `${format}: ${message}` };
   }
 }
 

@@ -177,7 +177,7 @@ async function scan(url: string, opts: StaticOptions): Promise<PageExtraction> {
       provider: first === undefined ? fromSheet : fontProvider(first, pageUrl, fromSheet),
     };
   });
-  const files = parseFontsSpan(captured, () => toFiles(captured, opts.maxFontBytes, pageUrl, faces));
+  const files = await parseFontsSpan(captured, () => toFiles(captured, opts.maxFontBytes, pageUrl, faces));
   return { httpStatus: page.status, finalUrl: pageUrl, faces, files, links: html.links };
 }
 
