@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { connect, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { SignJWT } from "jose";
+import { parse } from "yaml";
 import { startApi, type RunningApi } from "../../actors/api/server.ts";
 import { startNode } from "../../actors/compose.ts";
 import { openDatabase, type Database } from "../../actors/store/database.ts";
@@ -257,4 +258,38 @@ test.serial("the refusals reach the server's log and the client's status stream"
   const logged = () => violations(nats.log()).filter((l) => l.includes("user:feed-common-crawl"));
   await eventually("the server's log of the refusal", async () => (logged().length > 0 ? true : undefined), 5_000);
   t.regex(logged()[0] ?? "", /Publish Violation - Subject "results\.eu"/, "the server logs who and what");
+});
+
+interface ComposeService {
+  command?: string[];
+  environment?: Record<string, string | null>;
+}
+
+test("compose runs each service as the user of its roles, and gives the servers every password", (t) => {
+  const doc = parse(readFileSync(path.join(ROOT, "ops/deploy/compose.yaml"), "utf8"), { merge: true }) as {
+    services: Record<string, ComposeService>;
+  };
+  const fromEnv = (v: string) => new RegExp(`^\\$\\{${v}:\\?[^}]+\\}$`);
+  for (const r of ["eu", "us"]) {
+    const env = doc.services[`nats-${r}`]?.environment ?? {};
+    for (const u of users) t.regex(env[u.passwordVar] ?? "", fromEnv(u.passwordVar), `nats-${r}: ${u.passwordVar}`);
+  }
+  const nodes = Object.entries(doc.services).filter(([, s]) => s.environment?.["GLYPHSCAN_REGIONS"] !== undefined);
+  t.true(nodes.length >= 7);
+  for (const [name, s] of nodes) {
+    const env = s.environment ?? {};
+    const u = users.find((x) => x.user === env["GLYPHSCAN_NATS_USER"]);
+    if (!u) {
+      t.fail(`${name}: GLYPHSCAN_NATS_USER ${env["GLYPHSCAN_NATS_USER"]} is not a generated user`);
+      continue;
+    }
+    t.regex(env["GLYPHSCAN_NATS_PASS"] ?? "", fromEnv(u.passwordVar), `${name}: its own user's password`);
+    const [what, ...args] = s.command ?? [];
+    const kinds = u.roles.map((r) => r.kind).sort();
+    if (what === "node") {
+      const region = args[args.indexOf("--region") + 1];
+      t.deepEqual(kinds, args[args.indexOf("--roles") + 1]!.split(",").sort(), `${name}: the user has its roles`);
+      for (const r of u.roles) t.is("region" in r ? r.region : undefined, region, `${name}: its region's user`);
+    } else t.deepEqual(kinds, [what === "api" ? "api" : "operator"], `${name}: ${what}`);
+  }
 });
