@@ -12,6 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { SignJWT } from "jose";
 import { parse } from "yaml";
 import { startApi, type RunningApi } from "../../actors/api/server.ts";
@@ -20,9 +21,16 @@ import { openDatabase, type Database } from "../../actors/store/database.ts";
 import { createLogger, publishMessage, type ClusterNode } from "../../cluster/mod.ts";
 import { submitUrls } from "../../bin/commands/submit.ts";
 import { startCorpus, type Corpus } from "../../ops/demo/corpus.ts";
-import { DEPLOY_ARGS, deploymentUsers, parseAuthArgs, renderAuthConf, type BusUser } from "../../ops/nats-auth.ts";
-import { buckets, leaderKey, msgIds, nodeKey, subjects } from "../../protocol/mod.ts";
-import { jsApi } from "../../protocol/permissions.ts";
+import {
+  DEPLOY_ARGS,
+  deploymentUsers,
+  parseAuthArgs,
+  passwordVar,
+  renderAuthConf,
+  type BusUser,
+} from "../../ops/nats-auth.ts";
+import { buckets, leaderKey, msgIds, nodeKey, streams, subjects } from "../../protocol/mod.ts";
+import { NODE_ROLES, jsApi, permissionsFor } from "../../protocol/permissions.ts";
 import { freePort, startMongo, startRedis, toolPaths, type ManagedServer } from "../harness/servers.ts";
 import { eventually, testConfig } from "../helpers/stack.ts";
 
@@ -292,4 +300,47 @@ test("compose runs each service as the user of its roles, and gives the servers 
       for (const r of u.roles) t.is("region" in r ? r.region : undefined, region, `${name}: its region's user`);
     } else t.deepEqual(kinds, [what === "api" ? "api" : "operator"], `${name}: ${what}`);
   }
+});
+
+test.serial("with its node id in its user, a scanner may write only its own registry key", async (t) => {
+  const operator = users.find((u) => u.user === "operator")!;
+  const node: BusUser = {
+    user: "scanner-eu-1",
+    passwordVar: passwordVar("scanner-eu-1"),
+    roles: [{ kind: "scanner", region: "eu" }],
+    nodeIds: ["scanner-eu-1"],
+  };
+  const dir = mkdtempSync(path.join(os.tmpdir(), "glyphscan-perms-node-"));
+  const file = path.join(dir, "auth.conf");
+  writeFileSync(file, renderAuthConf([node, operator], shipped.opts, "per-node test"));
+  const pass = randomBytes(12).toString("hex");
+  const server = await startAuthServer(file, {
+    [node.passwordVar]: pass,
+    [operator.passwordVar]: passwords["operator"]!,
+  });
+  const op = await connect({ servers: server.url, user: "operator", pass: passwords["operator"], reconnect: false });
+  const nc = await connect({ servers: server.url, user: node.user, pass, reconnect: false });
+  try {
+    await new Kvm(jetstream(op)).create(buckets.nodes, { history: 1 });
+    const own = await jetstream(nc).publish(jsApi.kvKey(buckets.nodes, nodeKey("scanner-eu-1")), "{}");
+    t.true(own.seq > 0, "its own entry is written");
+    await refused(t, nc, jsApi.kvKey(buckets.nodes, nodeKey("control-eu-7")));
+    await refused(t, nc, jsApi.kvKey(buckets.nodes, nodeKey("scanner-eu-2")));
+  } finally {
+    await Promise.all([nc.close(), op.close()]);
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("with topology left to the operator, nodes may not create or update streams and consumers", (t) => {
+  const opts = { regions: ["eu", "us"], topologyAtStart: false };
+  for (const kind of NODE_ROLES) {
+    const { publish } = permissionsFor([{ kind, region: "eu" }], opts);
+    const setUp = publish.allow.filter((s) => /\.(?:CREATE|UPDATE)\./.test(s));
+    t.deepEqual(setUp, [], `${kind} sets nothing up`);
+    t.true(publish.deny.includes("$JS.API.STREAM.DELETE.>"), `${kind} may never delete a stream`);
+  }
+  const withTopology = permissionsFor([{ kind: "scanner", region: "eu" }], { ...opts, topologyAtStart: true });
+  t.true(withTopology.publish.allow.includes(jsApi.streamUpdate(streams.feeds)), "today's start-up needs it");
 });
