@@ -32,9 +32,8 @@ export function joinFaces(inv: Inventory, state: CaptureState, pageUrl: string):
   const providerOfSheet = (sheet: string | null): ProviderId | null => {
     if (sheet === null) return null;
     if (!sheetProviders.has(sheet)) {
-      const inline = sheet.startsWith("inline:");
-      const text = inline ? (inv.inlineTexts[sheet] ?? null) : (state.sheets[stripHash(sheet)] ?? null);
-      sheetProviders.set(sheet, stylesheetProvider(inline ? null : sheet, text, pageUrl));
+      // By the URL that delivered the sheet only: its text is the site's to write.
+      sheetProviders.set(sheet, stylesheetProvider(sheet.startsWith("inline:") ? null : sheet, pageUrl));
     }
     return sheetProviders.get(sheet) ?? null;
   };

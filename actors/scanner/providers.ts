@@ -1,9 +1,13 @@
 /**
  * Web-font delivery services as data: which hosts and paths serve a provider's stylesheets,
- * scripts and font files, and which markers in CSS text (tracking imports, licence comments)
- * betray a provider's kit even when the site hosts the files itself. Sources: the provider URL
- * formats in shared/notes/fonts.md §2 (AMP's font stylesheet allow-list, Wappalyzer's font
- * script rules, and the providers' own documentation).
+ * scripts and font files. Sources: the provider URL formats in shared/notes/fonts.md §2 (AMP's
+ * font stylesheet allow-list, Wappalyzer's font script rules, and the providers' own docs).
+ *
+ * Attribution comes only from evidence the site cannot write: the host that delivered the font
+ * bytes, or the host that delivered the stylesheet declaring them. Never from text in the site's
+ * own files: a "The Typekit service" comment or a MyFonts build-id banner in a self-hosted
+ * sheet once turned a self-hosted commercial font into "licensed through the provider's kit".
+ * A kit the site hosts itself is self-hosted; its licence belongs in the licence registry.
  */
 import { getDomain } from "tldts";
 
@@ -31,8 +35,6 @@ export type Provider = {
   id: Exclude<ProviderId, "self-hosted">;
   name: string;
   urls: UrlPattern[];
-  /** Found in a stylesheet's text (comments included): the sheet belongs to this provider's kit. */
-  cssMarkers: RegExp[];
 };
 
 const css = (host: RegExp, path?: RegExp): UrlPattern => ({ kind: "stylesheet", host, ...(path ? { path } : {}) });
@@ -51,7 +53,6 @@ export const PROVIDERS: readonly Provider[] = [
       css(/^fonts\.googleapis\.com$/, /^\/(css2?|icon)\?|^\/earlyaccess\/[^/]+\.css/),
       font(/^fonts\.gstatic\.com$/, /^\/(s\/[a-z0-9]+\/v\d+\/|l\/font\?)/),
     ],
-    cssMarkers: [],
   },
   {
     id: "adobe-fonts",
@@ -62,7 +63,6 @@ export const PROVIDERS: readonly Provider[] = [
       js(/^use\.typekit\.(net|com)$/, /^\/[a-z0-9]+\.js/),
       font(/^use\.typekit\.(net|com)$/, /^\/af\/[0-9a-f]+\/[0-9a-f]+\//),
     ],
-    cssMarkers: [/\/\/p\.typekit\.net(:\d+)?\/p\.css/i, /The Typekit service/i, /typekit\.com\/eulas\//i],
   },
   {
     id: "monotype",
@@ -75,19 +75,16 @@ export const PROVIDERS: readonly Provider[] = [
       font(/^fast\.fonts\.net$/),
       font(/^cdn\.fonts\.net$/),
     ],
-    cssMarkers: [/\/\/fast\.fonts\.net(:\d+)?\/lt\//i, /valuable copyrighted property of Monotype/i],
   },
   {
     id: "myfonts",
     name: "MyFonts",
     urls: [css(/(^|\.)myfonts\.net$/), js(/(^|\.)myfonts\.net$/), font(/(^|\.)myfonts\.net$/)],
-    cssMarkers: [/\/\/hello\.myfonts\.net(:\d+)?\/count\//i, /MyFonts Webfont Build ID/i],
   },
   {
     id: "hoefler-co",
     name: "Hoefler&Co Cloud.typography",
     urls: [css(/^cloud\.typography\.com$/, /^\/\d+\/\d+\/css\/fonts\.css/), font(/^cloud\.typography\.com$/)],
-    cssMarkers: [],
   },
   {
     id: "font-awesome",
@@ -103,19 +100,16 @@ export const PROVIDERS: readonly Provider[] = [
         { kind, host: /^unpkg\.com$/, path: /^\/(@fortawesome\/|font-awesome@)/ },
       ]),
     ],
-    cssMarkers: [],
   },
   {
     id: "bunny-fonts",
     name: "Bunny Fonts",
     urls: [css(/^fonts\.bunny\.net$/, /^\/css2?\?/), font(/^fonts\.bunny\.net$/)],
-    cssMarkers: [],
   },
   {
     id: "fontshare",
     name: "Fontshare",
     urls: [css(/^api\.fontshare\.com$/, /^\/v\d+\/css\?/), font(/^cdn\.fontshare\.com$/)],
-    cssMarkers: [],
   },
   {
     id: "fontsource-cdn",
@@ -125,7 +119,6 @@ export const PROVIDERS: readonly Provider[] = [
       { kind, host: /^unpkg\.com$/, path: /^\/@fontsource(-variable)?\// },
       { kind, host: /^cdnjs\.cloudflare\.com$/, path: /^\/ajax\/libs\/fontsource/ },
     ]),
-    cssMarkers: [],
   },
 ];
 
@@ -143,11 +136,6 @@ export function providerOfUrl(url: string, kind: ResourceKind): Provider["id"] |
   return null;
 }
 
-/** The provider whose marker (tracking import, licence comment) the CSS text carries, or null. */
-export function providerOfCss(text: string): Provider["id"] | null {
-  return PROVIDERS.find((p) => p.cssMarkers.some((re) => re.test(text)))?.id ?? null;
-}
-
 /** Whether both URLs are on the same registrable domain (IP literals: the same host). */
 export function sameSite(url: string, pageUrl: string): boolean {
   if (!URL.canParse(url) || !URL.canParse(pageUrl)) return false;
@@ -157,10 +145,10 @@ export function sameSite(url: string, pageUrl: string): boolean {
 }
 
 /**
- * Who delivered a font file: a known service by its URL; else the provider of the stylesheet
- * that declared it (a MyFonts or Monotype kit the site hosts itself); else `self-hosted` when
- * it came from the page's own registrable domain or inline as a `data:` URI; else null (a
- * third-party host we do not know).
+ * Who delivered a font file: a known service by the URL that delivered it; else the provider
+ * that delivered the stylesheet declaring it (a provider's CSS naming files on another of its
+ * hosts); else `self-hosted` when it came from the page's own registrable domain or inline as a
+ * `data:` URI; else null (a third-party host we do not know).
  */
 export function fontProvider(
   fileUrl: string,
@@ -175,14 +163,12 @@ export function fontProvider(
 }
 
 /**
- * Provider of a stylesheet: by its URL, else by markers in its text; an inline sheet or one on
- * the page's own registrable domain without markers is self-hosted.
+ * Provider of a stylesheet, by the URL that delivered it; an inline sheet or one on the page's
+ * own registrable domain is self-hosted, whatever its text claims.
  */
-export function stylesheetProvider(sheetUrl: string | null, text: string | null, pageUrl: string): ProviderId | null {
+export function stylesheetProvider(sheetUrl: string | null, pageUrl: string): ProviderId | null {
   const byUrl = sheetUrl ? providerOfUrl(sheetUrl, "stylesheet") : null;
   if (byUrl) return byUrl;
-  const byText = text ? providerOfCss(text) : null;
-  if (byText) return byText;
   if (sheetUrl === null || sameSite(sheetUrl, pageUrl)) return "self-hosted";
   return null;
 }

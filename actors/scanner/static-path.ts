@@ -158,7 +158,7 @@ async function scan(url: string, opts: StaticOptions): Promise<PageExtraction> {
 
   const sheetProviders = new Map<Sheet, ProviderId | null>();
   const providerOfSheet = (sheet: Sheet): ProviderId | null => {
-    if (!sheetProviders.has(sheet)) sheetProviders.set(sheet, stylesheetProvider(sheet.url, sheet.text, pageUrl));
+    if (!sheetProviders.has(sheet)) sheetProviders.set(sheet, stylesheetProvider(sheet.url, pageUrl));
     return sheetProviders.get(sheet) ?? null;
   };
   const byRequestedUrl = new Map(captured.map((c) => [c.urls[0], c]));
