@@ -40,7 +40,7 @@ import { DICTIONARY_ID } from "../../actors/store/lookup-view.ts";
 import type { DomainDoc, FontDoc, ScanDoc } from "../../actors/store/documents.ts";
 import type { FontVerdict } from "../../actors/licensing/verdict.ts";
 import { loadConfig, type Config } from "../../config/mod.ts";
-import { freePort, startMongo, startNats, startRedis, stopAll } from "../../test/harness/servers.ts";
+import { freePort, startMongo, startNats, startRedis, stopAll } from "../harness/servers.ts";
 
 const { values: args } = parseArgs({
   options: {

@@ -28,7 +28,7 @@ import { DomainStore, type LeasedJob } from "../../actors/frontier/domain-store.
 import { summarise } from "../../actors/results/results-actor.ts";
 import { openDatabase } from "../../actors/store/database.ts";
 import { loadConfig } from "../../config/mod.ts";
-import { startMongo, startRedis, stopAll } from "../../test/harness/servers.ts";
+import { startMongo, startRedis, stopAll } from "../harness/servers.ts";
 
 const { values: args } = parseArgs({
   options: {
