@@ -1,18 +1,25 @@
 /**
- * The static fast path: fetch the HTML and its CSS over HTTP, read @font-face rules, work out
- * which faces the page's text and styles ask for, download and hash those files, and answer
- * without a browser. It answers only when nothing could load fonts behind its back: no script
- * (except a short list of known analytics beacons), no frames, no event handlers, no meta
- * refresh, every stylesheet and every used face's file fetched. Anything else escalates to the
- * browser, with the reason. Every request passes the SSRF guard (fetchPinned).
+ * The static fast path: fetch the HTML, its stylesheets and scripts over HTTP, work out which
+ * faces the cascade selects for the page's text (static-html, static-sheets, static-cascade,
+ * static-match), download and hash those files, and answer without a browser. It answers only
+ * when no script may change the fonts (script-triage) and everything it needs was read; anything
+ * else escalates to the browser with the reason, the rule that fired and the script. Every
+ * request passes the SSRF guard; a request the guard refuses is refused to the browser too
+ * (its egress proxy applies the same policy), so it is recorded as blocked and treated as absent.
  */
 import type { FontFace } from "../../protocol/messages.ts";
-import { parseCss, splitTopLevel, type CssFace, type CssRule } from "./css-scan.ts";
-import { descriptors, parseFontsSpan, srcUrls, toFiles, type Captured, type PageExtraction } from "./extract-fonts.ts";
-import { sha256Hex, sniffFontFormat } from "./font-metadata.ts";
+import { descriptors, parseFontsSpan, toFiles, type PageExtraction } from "./extract-fonts.ts";
 import { fetchPinned, FetchError, type FetchOptions } from "./http-fetch.ts";
+import type { Blocked } from "./page-guards.ts";
 import { fontProvider, stylesheetProvider, type ProviderId } from "./providers.ts";
-import type { AddressPolicy } from "./ssrf.ts";
+import { checkToggles, triageScripts } from "./script-triage.ts";
+import { resolvePublicAddress, type AddressPolicy } from "./ssrf.ts";
+import { textRuns, type CascadeRule } from "./static-cascade.ts";
+import { fetchFont, pickSource, shortUrl, sourceUrls, type CapturedWithSha } from "./static-fonts.ts";
+import { parseHtml } from "./static-html.ts";
+import { Escalate, LIMITS, Slicer } from "./static-limits.ts";
+import { usedFaces } from "./static-match.ts";
+import { loadStyles, type FaceWithDoubt } from "./static-sheets.ts";
 
 export type StaticOptions = {
   policy: AddressPolicy;
@@ -21,152 +28,129 @@ export type StaticOptions = {
   timeoutMs: number;
 };
 
-export type StaticOutcome = { answered: true; page: PageExtraction } | { answered: false; reason: string };
-
-/** Scripts that are known not to load fonts (analytics beacons), by host and path. */
-export const SAFE_SCRIPTS: readonly RegExp[] = [
-  /^https?:\/\/www\.google-analytics\.com\/(analytics|ga)\.js$/,
-  /^https?:\/\/static\.cloudflareinsights\.com\/beacon\.min\.js/,
-  /^https?:\/\/plausible\.io\/js\/(script|plausible)[\w.-]*\.js$/,
-  /^https?:\/\/cdn\.usefathom\.com\/script\.js$/,
-];
-/** <script type> values that are data, never run. */
-const DATA_SCRIPT_TYPES =
-  /^(application\/(ld\+)?json|application\/json|text\/(template|x-template|html|plain)|importmap)$/i;
-const GENERIC_FAMILIES = new Set(
-  [
-    "serif",
-    "sans-serif",
-    "monospace",
-    "cursive",
-    "fantasy",
-    "system-ui",
-    "ui-serif",
-    "ui-sans-serif",
-    "ui-monospace",
-    "ui-rounded",
-    "math",
-    "emoji",
-    "fangsong",
-    "-apple-system",
-    "blinkmacsystemfont",
-    "inherit",
-    "initial",
-    "unset",
-    "revert",
-    "revert-layer",
-  ].map((f) => f.toLowerCase()),
-);
-const SUPPORTED_FORMATS = /^(woff2|woff|opentype|truetype|collection|font\/(woff2?|otf|ttf|collection))$/i;
-const MAX_SHEETS = 40;
-const MAX_FONTS = 40;
-const MAX_HTML_BYTES = 4 * 1024 * 1024;
-const MAX_CSS_BYTES = 4 * 1024 * 1024;
-
-class Escalate extends Error {
-  override name = "Escalate";
-}
+/** Why the fast path handed the page on: the message, the rule that fired and the script it fired on. */
+export type Escalation = { reason: string; rule: string; script?: string };
+export type StaticOutcome = { answered: true; page: PageExtraction } | ({ answered: false } & Escalation);
 
 /** Answers statically, or says why the browser must (never throws). */
 export async function staticScan(url: string, opts: StaticOptions): Promise<StaticOutcome> {
   try {
     return { answered: true, page: await scan(url, opts) };
   } catch (err) {
-    const reason = err instanceof Escalate || err instanceof FetchError ? err.message : `internal: ${String(err)}`;
-    return { answered: false, reason };
+    if (err instanceof Escalate)
+      return { answered: false, reason: err.message, rule: err.rule, ...(err.script ? { script: err.script } : {}) };
+    if (err instanceof FetchError) return { answered: false, reason: err.message, rule: "fetch" };
+    return { answered: false, reason: `internal: ${String(err)}`, rule: "internal" };
   }
 }
 
-type Sheet = { url: string | null; text: string; base: string };
-type Html = {
-  inlineSheets: string[];
-  sheetLinks: string[];
-  fontPreloads: string[];
-  styleAttrs: string[];
-  tags: Set<string>;
-  classes: Set<string>;
-  ids: Set<string>;
-  text: string;
-  /** <a href> targets, absolute, for same-site pages. */
-  links: string[];
-};
+type Fetch = (url: string, maxBytes: number, accept: string) => Promise<{ text: string; url: string } | null>;
 
 async function scan(url: string, opts: StaticOptions): Promise<PageExtraction> {
   const deadline = Date.now() + opts.timeoutMs;
+  const slicer = new Slicer(deadline);
   const fetchOpts = (maxBytes: number, accept?: string): FetchOptions => ({
     policy: opts.policy,
     deadline,
     maxBytes,
     ...(accept ? { accept } : {}),
   });
-  const page = await fetchPinned(url, fetchOpts(MAX_HTML_BYTES, "text/html,application/xhtml+xml"));
-  if (page.status !== 200) throw new Escalate(`landing page answered HTTP ${page.status}`);
-  if (!/^text\/html\b/i.test(page.contentType ?? "")) throw new Escalate(`landing page is ${page.contentType}`);
+  const page = await fetchPinned(url, fetchOpts(LIMITS.htmlBytes, "text/html,application/xhtml+xml"));
+  if (page.status !== 200) throw new Escalate(`landing page answered HTTP ${page.status}`, "http-status");
+  const type = (page.contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "text/html") throw new Escalate(`landing page is ${page.contentType}`, "content-type");
   const pageUrl = page.url;
-  const html = readHtml(page.body.toString("utf8"), pageUrl);
+  const html = await parseHtml(page.body.toString("utf8"), pageUrl, slicer);
 
-  // Stylesheets, with their @import chains, in no particular order: only the set of rules matters.
-  const sheets: Sheet[] = html.inlineSheets.map((text) => ({ url: null, text, base: pageUrl }));
-  const fetched = new Set<string>();
-  const load = async (sheetUrl: string, depth: number): Promise<void> => {
-    const key = sheetUrl.replace(/#.*$/, "");
-    if (fetched.has(key)) return;
-    if (depth > 5 || fetched.size >= MAX_SHEETS) throw new Escalate("too many or too deep stylesheets");
-    fetched.add(key);
-    const res = await fetchPinned(key, fetchOpts(MAX_CSS_BYTES, "text/css,*/*;q=0.1"));
-    if (res.status !== 200) throw new Escalate(`stylesheet ${key} answered HTTP ${res.status}`);
-    const text = res.body.toString("utf8");
-    sheets.push({ url: key, text, base: res.url });
-    await Promise.all(parseCss(text).imports.map((i) => load(absolute(i, res.url), depth + 1)));
+  const blocked: Blocked[] = [];
+  // A subresource the address policy refuses never reaches the browser either; a 4xx is not applied.
+  const fetchText: Fetch = async (target, maxBytes, accept) => {
+    const u = new URL(target);
+    if (u.protocol !== "http:" && u.protocol !== "https:")
+      throw new Escalate(`cannot read ${target.slice(0, 60)}`, "url");
+    const check = await resolvePublicAddress(u.hostname, opts.policy);
+    if (!check.ok) {
+      if (blocked.length < 100) blocked.push({ url: target.slice(0, 2_048), reason: check.reason.slice(0, 500) });
+      return null;
+    }
+    const res = await fetchPinned(target, fetchOpts(maxBytes, accept));
+    if (res.status >= 400 && res.status < 500) return null;
+    if (res.status !== 200) throw new Escalate(`${target} answered HTTP ${res.status}`, "fetch");
+    return { text: res.body.toString("utf8"), url: res.url };
   };
-  await Promise.all([
-    ...html.sheetLinks.map((l) => load(l, 0)),
-    ...html.inlineSheets.flatMap((t) => parseCss(t).imports.map((i) => load(absolute(i, pageUrl), 1))),
-  ]);
+  const styles = await loadStyles(html, (u) => fetchText(u, LIMITS.cssBytes, "text/css,*/*;q=0.1"), slicer);
+  const fetchScript = async (u: string) => (await fetchText(u, LIMITS.scriptBytes + 1, "*/*"))?.text ?? null;
+  const triage = await triageScripts(html.scripts, fetchScript);
 
-  const declared: Array<{ face: CssFace; sheet: Sheet }> = [];
-  const rules: CssRule[] = html.styleAttrs.map((style) => ({ selector: "*", props: parseInline(style) }));
-  for (const sheet of sheets) {
-    const parsed = parseCss(sheet.text);
-    for (const face of parsed.faces) declared.push({ face, sheet });
-    rules.push(...parsed.rules.filter((r) => selectorMayMatch(r.selector, html)));
+  const runs = await textRuns(html.document, styles.rules, slicer);
+  const used = await usedFaces(
+    styles.faces,
+    runs.filter((r) => !r.hidden),
+    slicer,
+  );
+  if (triage.runs) {
+    checkToggles(triage, selectorTokens(styles.rules));
+    for (const face of await usedFaces(styles.faces, runs, slicer))
+      if (!used.has(face)) throw new Escalate(`a script may show hidden text set in "${face.family}"`, "hidden-text");
   }
+  for (const face of used as Set<FaceWithDoubt>)
+    if (face.doubt) throw new Escalate(`"${face.family}" is declared under ${face.doubt}`, "css-condition");
+  return collect(html.fontPreloads, styles.faces, used, {
+    pageUrl,
+    opts,
+    fetchOpts,
+    blocked,
+    links: html.links,
+    status: page.status,
+  });
+}
 
-  const used = usedFaces(declared, rules, html);
-  const captured: CapturedWithSha[] = [];
+type Collect = {
+  pageUrl: string;
+  opts: StaticOptions;
+  fetchOpts: (maxBytes: number) => FetchOptions;
+  blocked: Blocked[];
+  links: string[];
+  status: number;
+};
+
+/** Downloads the used faces' files (and preloaded fonts) and builds the page's faces and files. */
+async function collect(preloads: string[], declared: FaceWithDoubt[], used: Set<unknown>, c: Collect) {
   const downloads = new Map<string, Promise<CapturedWithSha>>();
   const download = (fontUrl: string): Promise<CapturedWithSha> => {
     let p = downloads.get(fontUrl);
     if (!p) {
-      if (downloads.size >= MAX_FONTS) throw new Escalate("too many font files");
-      p = fetchFont(fontUrl, opts.maxFontBytes, fetchOpts(opts.maxFontBytes + 1));
+      if (downloads.size >= LIMITS.fonts) throw new Escalate("too many font files", "limit");
+      p = fetchFont(fontUrl, c.opts.maxFontBytes, c.fetchOpts(c.opts.maxFontBytes + 1));
       downloads.set(fontUrl, p);
     }
     return p;
   };
-  const primaryOf = new Map<CssFace, string>();
+  const primaryOf = new Map<FaceWithDoubt, string>();
+  const captured: CapturedWithSha[] = [];
   await Promise.all([
-    ...[...used].map(async (face) => {
-      const entry = declared.find((d) => d.face === face)!;
-      const chosen = pickSource(face.src, entry.sheet.base);
-      if (!chosen) throw new Escalate(`no loadable src for "${face.family}"`);
-      primaryOf.set(face, chosen);
-      captured.push(await download(chosen));
-    }),
-    ...html.fontPreloads.map(async (u) => captured.push(await download(u))),
+    ...declared
+      .filter((face) => used.has(face))
+      .map(async (face) => {
+        const chosen = pickSource(face.src, face.base);
+        if (!chosen) throw new Escalate(`no loadable src for "${face.family}"`, "font-src");
+        primaryOf.set(face, chosen);
+        captured.push(await download(chosen));
+      }),
+    ...preloads.map(async (u) => captured.push(await download(u))),
   ]);
-
-  const sheetProviders = new Map<Sheet, ProviderId | null>();
-  const providerOfSheet = (sheet: Sheet): ProviderId | null => {
-    if (!sheetProviders.has(sheet)) sheetProviders.set(sheet, stylesheetProvider(sheet.url, pageUrl));
-    return sheetProviders.get(sheet) ?? null;
+  const providers = new Map<string, ProviderId | null>();
+  const providerOf = (sheet: FaceWithDoubt["sheet"]): ProviderId | null => {
+    const key = sheet.url ?? `inline:${sheet.text.length}:${sheet.text.slice(0, 200)}`;
+    if (!providers.has(key)) providers.set(key, stylesheetProvider(sheet.url, c.pageUrl));
+    return providers.get(key) ?? null;
   };
-  const byRequestedUrl = new Map(captured.map((c) => [c.urls[0], c]));
-  const faces: FontFace[] = declared.map(({ face, sheet }) => {
-    const urls = srcUrls(face.src, sheet.base);
+  const byUrl = new Map(captured.map((f) => [f.urls[0], f]));
+  const faces: FontFace[] = declared.map((face) => {
+    const urls = sourceUrls(face.src, face.base);
     const primary = primaryOf.get(face);
-    const file = primary === undefined ? undefined : byRequestedUrl.get(primary);
-    const fromSheet = providerOfSheet(sheet);
+    const file = primary === undefined ? undefined : byUrl.get(primary);
+    const fromSheet = providerOf(face.sheet);
     const first = primary ?? urls[0];
     return {
       ...descriptors(face),
@@ -174,283 +158,20 @@ async function scan(url: string, opts: StaticOptions): Promise<PageExtraction> {
       declaredIn: "stylesheet",
       srcUrls: urls.map(shortUrl),
       fileSha256: file ? [file.sha256] : [],
-      provider: first === undefined ? fromSheet : fontProvider(first, pageUrl, fromSheet),
+      provider: first === undefined ? fromSheet : fontProvider(first, c.pageUrl, fromSheet),
     };
   });
-  const files = await parseFontsSpan(captured, () => toFiles(captured, opts.maxFontBytes, pageUrl, faces));
-  return { httpStatus: page.status, finalUrl: pageUrl, faces, files, links: html.links };
+  const files = await parseFontsSpan(captured, () => toFiles(captured, c.opts.maxFontBytes, c.pageUrl, faces));
+  const blocked = c.blocked.length > 0 ? { blocked: c.blocked } : {};
+  return { httpStatus: c.status, finalUrl: c.pageUrl, faces, files, links: c.links, ...blocked };
 }
 
-type CapturedWithSha = Captured & { sha256: string };
-
-async function fetchFont(fontUrl: string, maxFontBytes: number, fetchOpts: FetchOptions): Promise<CapturedWithSha> {
-  let body: Buffer;
-  let contentType: string | null;
-  let urls = [fontUrl];
-  if (fontUrl.startsWith("data:")) {
-    const m = /^data:([^,]*?)(;base64)?,(.*)$/s.exec(fontUrl);
-    if (!m) throw new Escalate("unreadable data: URI");
-    body = m[2] ? Buffer.from(m[3]!, "base64") : Buffer.from(decodeURIComponent(m[3]!), "latin1");
-    contentType = m[1]!.split(";")[0] || null;
-  } else {
-    const res = await fetchPinned(fontUrl, fetchOpts);
-    if (res.status !== 200) throw new Escalate(`font ${fontUrl} answered HTTP ${res.status}`);
-    body = res.body;
-    contentType = res.contentType;
-    if (res.url !== fontUrl) urls = [fontUrl, res.url];
+/** Classes, ids and attributes that rules setting a font (not only display) select on. */
+function selectorTokens(rules: CascadeRule[]): Set<string> {
+  const tokens = new Set<string>();
+  for (const r of rules) {
+    if (r.decls.every((d) => d.property === "display")) continue;
+    for (const alt of r.alternatives) for (const t of alt.tokens) tokens.add(t);
   }
-  if (body.byteLength > maxFontBytes) throw new Escalate(`font ${shortUrl(fontUrl)} is over ${maxFontBytes} bytes`);
-  if (!sniffFontFormat(body)) throw new Escalate(`${shortUrl(fontUrl)} is not a font file`);
-  const via = fontUrl.startsWith("data:") ? "data-uri" : "font-request";
-  return { urls, url: urls.at(-1)!, body, contentType, via, sha256: sha256Hex(body) };
-}
-
-// ---- HTML ----
-
-function readHtml(source: string, pageUrl: string): Html {
-  let doc = source.replace(/<!--[\s\S]*?(-->|$)/g, " ");
-  doc = doc.replace(/<(noscript|template)\b[\s\S]*?<\/\1\s*>/gi, " ");
-  for (const m of doc.matchAll(/<script\b([^>]*)>/gi)) {
-    const attrs = attributes(m[1] ?? "");
-    if (DATA_SCRIPT_TYPES.test((attrs.type ?? "").trim())) continue;
-    const src = attrs.src === undefined ? null : absolute(attrs.src, pageUrl);
-    if (src === null || !SAFE_SCRIPTS.some((re) => re.test(src))) throw new Escalate("the page runs scripts");
-  }
-  doc = doc.replace(/<script\b[\s\S]*?<\/script\s*>/gi, " ");
-  if (/<(iframe|frame|frameset|object|embed|portal)\b/i.test(doc)) throw new Escalate("the page embeds documents");
-  if (/<base\b/i.test(doc)) throw new Escalate("the page sets <base>");
-  if (/<meta\b[^>]*http-equiv\s*=\s*["']?refresh/i.test(doc)) throw new Escalate("the page refreshes itself");
-  if (/<[a-z][^>]*\son[a-z]+\s*=/i.test(doc)) throw new Escalate("the page has event handler attributes");
-
-  const inlineSheets: string[] = [];
-  doc = doc.replace(/<style\b[^>]*>([\s\S]*?)<\/style\s*>/gi, (_, css: string) => {
-    inlineSheets.push(css);
-    return " ";
-  });
-  const sheetLinks: string[] = [];
-  const fontPreloads: string[] = [];
-  const styleAttrs: string[] = [];
-  const tags = new Set(["html", "body"]);
-  const classes = new Set<string>();
-  const ids = new Set<string>();
-  const links: string[] = [];
-  for (const m of doc.matchAll(/<([a-z][a-z0-9-]*)\b([^>]*)>/gi)) {
-    const tag = m[1]!.toLowerCase();
-    const attrs = attributes(m[2] ?? "");
-    tags.add(tag);
-    for (const c of (attrs.class ?? "").split(/\s+/)) if (c) classes.add(c);
-    if (attrs.id) ids.add(attrs.id);
-    if (attrs.style) styleAttrs.push(attrs.style);
-    if (tag === "a" && attrs.href !== undefined && links.length < 200 && URL.canParse(attrs.href.trim(), pageUrl)) {
-      links.push(new URL(attrs.href.trim(), pageUrl).href);
-    }
-    if (tag !== "link" || attrs.href === undefined) continue;
-    const rel = (attrs.rel ?? "").toLowerCase().split(/\s+/);
-    if (rel.includes("stylesheet") && !rel.includes("alternate") && attrs.disabled === undefined) {
-      sheetLinks.push(absolute(attrs.href, pageUrl));
-    } else if (rel.includes("preload") && (attrs.as ?? "").toLowerCase() === "font") {
-      fontPreloads.push(absolute(attrs.href, pageUrl));
-    }
-  }
-  const body = /<body\b[^>]*>([\s\S]*)$/i.exec(doc)?.[1] ?? doc.replace(/<head\b[\s\S]*?<\/head\s*>/i, " ");
-  const text = decodeEntities(body.replace(/<[^>]*>/g, " "));
-  return { inlineSheets, sheetLinks, fontPreloads, styleAttrs, tags, classes, ids, text, links };
-}
-
-function attributes(source: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of source.matchAll(/([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?/g)) {
-    const name = m[1]!.toLowerCase();
-    if (!(name in out)) out[name] = decodeEntities(m[2] ?? m[3] ?? m[4] ?? "");
-  }
-  return out;
-}
-
-const NAMED: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0" };
-function decodeEntities(s: string): string {
-  return s.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, e: string) => {
-    if (e[0] === "#") {
-      const cp = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
-      return cp > 0 && cp <= 0x10ffff ? String.fromCodePoint(cp) : m;
-    }
-    return NAMED[e.toLowerCase()] ?? m;
-  });
-}
-
-function absolute(ref: string, base: string): string {
-  const trimmed = ref.trim();
-  if (!URL.canParse(trimmed, base)) throw new Escalate(`unreadable URL ${trimmed.slice(0, 100)}`);
-  return new URL(trimmed, base).href;
-}
-
-function shortUrl(u: string): string {
-  return u.startsWith("data:") && u.length > 128 ? `${u.slice(0, 64)}…[${u.length} chars]` : u;
-}
-
-function parseInline(style: string): Record<string, string> {
-  return parseCss(`x{${style}}`).rules[0]?.props ?? {};
-}
-
-/**
- * Whether a selector could match this document: the last compound of each alternative is
- * checked against the tags, classes and ids present. Anything more complex is assumed to match.
- */
-function selectorMayMatch(selector: string, html: Html): boolean {
-  return splitTopLevel(selector, ",").some((alternative) => {
-    const plain = alternative.replace(/::?[a-z-]+(\([^)]*\))?/gi, "").replace(/\[[^\]]*\]/g, "");
-    const compound =
-      plain
-        .trim()
-        .split(/[\s>+~]+/)
-        .at(-1) ?? "";
-    const tag = /^[a-z][a-z0-9-]*/i.exec(compound)?.[0]?.toLowerCase();
-    if (tag && !html.tags.has(tag)) return false;
-    if ([...compound.matchAll(/\.([\w-]+)/g)].some((m) => !html.classes.has(m[1]!))) return false;
-    return ![...compound.matchAll(/#([\w-]+)/g)].some((m) => !html.ids.has(m[1]!));
-  });
-}
-
-// ---- Which faces the page asks for ----
-
-/**
- * Faces of every family that some font-family stack reaches first (a generic family or a
- * declared face ends the walk; an unknown local name before a declared face is a guess the
- * browser must make), matched per requested weight and style as CSS font matching does, and
- * only where their unicode-range meets the page's text.
- */
-function usedFaces(declared: Array<{ face: CssFace }>, rules: CssRule[], html: Html): Set<CssFace> {
-  const byFamily = new Map<string, CssFace[]>();
-  for (const { face } of declared) {
-    const key = descriptors(face).family.toLowerCase();
-    byFamily.set(key, [...(byFamily.get(key) ?? []), face]);
-  }
-  const vars = new Map<string, string>();
-  for (const r of rules) for (const [k, v] of Object.entries(r.props)) if (k.startsWith("--")) vars.set(k, v);
-  const families = new Set<string>();
-  const weights = new Set<number>([400]);
-  const styles = new Set<string>(["normal"]);
-  if ([..."b strong h1 h2 h3 h4 h5 h6 th".split(" ")].some((t) => html.tags.has(t))) weights.add(700);
-  if ([..."i em cite var dfn address".split(" ")].some((t) => html.tags.has(t))) styles.add("italic");
-  for (const rule of rules) {
-    const props = Object.fromEntries(Object.entries(rule.props).map(([k, v]) => [k, substitute(v, vars)]));
-    const stack = props["font-family"] ?? (props.font ? shorthandFamilies(props.font) : undefined);
-    if (stack) {
-      const family = firstDeclared(stack, byFamily);
-      if (family) families.add(family);
-    }
-    for (const value of [props["font-weight"], props.font]) {
-      for (const w of (value ?? "").split(/\s+/)) {
-        if (/^[1-9]00$/.test(w)) weights.add(Number(w));
-        else if (w === "bold" || w === "bolder") weights.add(700);
-        else if (w === "lighter") weights.add(100);
-      }
-    }
-    for (const value of [props["font-style"], props.font])
-      if (/\b(italic|oblique)\b/.test(value ?? "")) styles.add("italic");
-  }
-  const text = codePoints(html.text);
-  const used = new Set<CssFace>();
-  for (const family of families) {
-    const faces = (byFamily.get(family) ?? []).filter((f) => rangeMeets(f.unicodeRange, text));
-    for (const style of styles) {
-      const sameStyle = faces.filter((f) => faceStyle(f) === style);
-      const pool = sameStyle.length > 0 ? sameStyle : faces;
-      for (const w of weights) for (const f of bestWeight(pool, w)) used.add(f);
-    }
-  }
-  return used;
-}
-
-function substitute(value: string, vars: Map<string, string>): string {
-  let out = value;
-  for (let i = 0; i < 5 && out.includes("var("); i++) {
-    out = out.replace(/var\(\s*(--[\w-]+)\s*(?:,\s*([^()]*))?\)/g, (_, name: string, fallback: string | undefined) => {
-      const v = vars.get(name) ?? fallback;
-      if (v === undefined) throw new Escalate(`font property uses undefined ${name}`);
-      return v;
-    });
-  }
-  if (out.includes("var(")) throw new Escalate("font property uses nested var()");
-  return out;
-}
-
-/** The family list of a `font` shorthand: what follows the size (and line height). */
-function shorthandFamilies(value: string): string | undefined {
-  const size =
-    /(?:^|\s)(?:[\d.]+(?:px|em|rem|pt|pc|%|ex|ch|vw|vh|vmin|vmax|cm|mm|in|q|lh|rlh)|(?:xx?x?-)?(?:small|large)|medium|smaller|larger)(?:\s*\/\s*[^\s,]+)?\s+(.+)$/i;
-  return size.exec(value)?.[1];
-}
-
-function firstDeclared(stack: string, byFamily: Map<string, CssFace[]>): string | null {
-  const names = splitTopLevel(stack, ",").map((n) =>
-    descriptors({ family: n, weight: "", style: "", unicodeRange: "" }),
-  );
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i]!.family.toLowerCase();
-    if (byFamily.has(name)) return name;
-    if (GENERIC_FAMILIES.has(name)) return null;
-    if (names.slice(i + 1).some((n) => byFamily.has(n.family.toLowerCase()))) {
-      throw new Escalate(`"${names[i]!.family}" may be a local font ahead of a web font`);
-    }
-  }
-  return null;
-}
-
-function faceStyle(f: CssFace): string {
-  const s = descriptors(f).style;
-  return s.startsWith("italic") || s.startsWith("oblique") ? "italic" : "normal";
-}
-
-/** The faces CSS font matching picks for weight `w` (all faces sharing the winning weight). */
-function bestWeight(faces: CssFace[], w: number): CssFace[] {
-  if (faces.length === 0) return [];
-  const eff = faces.map((f) => {
-    const [lo = 400, hi = lo] = descriptors(f).weight.split(/\s+/).map(Number);
-    return { f, weight: Math.min(Math.max(w, lo), hi) };
-  });
-  const below = (x: number) => x <= w;
-  const rank = (x: number): number => {
-    if (x === w) return 0;
-    if (w >= 400 && w <= 500) {
-      if (x > w && x <= 500) return 1 + (x - w);
-      if (x < w) return 1000 + (w - x);
-      return 2000 + (x - 500);
-    }
-    if (w < 400) return below(x) ? 1 + (w - x) : 1000 + (x - w);
-    return x > w ? 1 + (x - w) : 1000 + (w - x);
-  };
-  const best = Math.min(...eff.map((e) => rank(e.weight)));
-  return eff.filter((e) => rank(e.weight) === best).map((e) => e.f);
-}
-
-function codePoints(text: string): Set<number> {
-  const out = new Set<number>();
-  for (const ch of text) if (!/\s/.test(ch)) out.add(ch.codePointAt(0)!);
-  return out;
-}
-
-function rangeMeets(range: string, text: Set<number>): boolean {
-  if (range.trim() === "") return text.size > 0;
-  const spans = range.split(",").flatMap((item) => {
-    const r = item.trim().replace(/^u\+/i, "");
-    if (r === "") return [];
-    const [lo = "", hi] = r.split("-");
-    const from = parseInt(lo.replace(/\?/g, "0"), 16);
-    const to = hi === undefined ? parseInt(lo.replace(/\?/g, "F"), 16) : parseInt(hi, 16);
-    return Number.isNaN(from) || Number.isNaN(to) ? [] : [[from, to] as const];
-  });
-  for (const cp of text) if (spans.some(([a, b]) => cp >= a && cp <= b)) return true;
-  return false;
-}
-
-/** The first url() the browser would fetch: supported format (or none given), not local(). */
-function pickSource(src: string, base: string): string | null {
-  for (const entry of splitTopLevel(src, ",")) {
-    if (/^local\(/i.test(entry)) continue;
-    const format = /format\(\s*["']?([^"')]+)["']?\s*\)/i.exec(entry)?.[1];
-    if (format && !SUPPORTED_FORMATS.test(format.trim())) continue;
-    const url = srcUrls(entry, base)[0];
-    if (url) return url;
-  }
-  return null;
+  return tokens;
 }

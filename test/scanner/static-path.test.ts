@@ -10,7 +10,8 @@ import { gzipSync } from "node:zlib";
 import test from "ava";
 import { scanReportV1 } from "../../protocol/messages.ts";
 import { BrowserPool } from "../../actors/scanner/browser-pool.ts";
-import { parseCss } from "../../actors/scanner/css-scan.ts";
+import { parseSheet } from "../../actors/scanner/css-read.ts";
+import { Slicer } from "../../actors/scanner/static-limits.ts";
 import { sha256Hex } from "../../actors/scanner/font-metadata.ts";
 import { scanSite } from "../../actors/scanner/scan-site.ts";
 import { staticScan, type StaticOptions } from "../../actors/scanner/static-path.ts";
@@ -41,6 +42,7 @@ const pages: Record<string, string> = {
   "/preload": `<!doctype html><link rel="preload" as="font" href="/inter-700.woff2" crossorigin><p>No faces</p>`,
   "/missing-sheet": `<!doctype html><link rel="stylesheet" href="/nope.css"><p>Text</p>`,
   "/inline-handler": `<!doctype html><body onload="void 0"><p>Text</p></body>`,
+  "/font-handler": `<!doctype html><body onload="document.fonts.load('1em Inter')"><p>Text</p></body>`,
   "/safe-script": `<!doctype html><script defer src="https://static.cloudflareinsights.com/beacon.min.js"></script><script type="application/ld+json">{"@type":"Thing"}</script><style>${interFaces} p { font-family: Inter }</style><p>Text</p>`,
   "/to-private": "",
 };
@@ -100,7 +102,9 @@ test("script-inserted and FontFace-API corpus sites escalate to the browser", as
   for (const site of sites) {
     const out = await staticScan(site.url, opts);
     t.false(out.answered, site.domain);
-    t.is(out.answered ? "" : out.reason, "the page runs scripts");
+    // Each escalates on the rule for what its script does: a stylesheet or FontFace from script.
+    t.true(out.answered === false && ["style-insertion", "font-api", "font-file"].includes(out.rule), site.domain);
+    t.true(out.answered === false && out.script === "inline script", site.domain);
   }
 });
 
@@ -129,7 +133,8 @@ test("scanSite records which path answered: static for pure CSS, browser for the
   scanReportV1.parse(a);
   t.like(a, { status: "ok", path: "static", pages: [{ url: css.url, finalUrl: css.url, httpStatus: 200 }] });
   t.like(b, { status: "ok", path: "browser" });
-  t.deepEqual(escalations, ["the page runs scripts"]);
+  t.is(escalations.length, 1);
+  t.regex(escalations[0] ?? "", /a script (uses the CSS Font Loading API|names a font file)/);
   t.deepEqual(sorted(b!.files.map((f) => f.sha256)), sorted(api.expectedFiles.map((f) => f.sha256)));
 });
 
@@ -183,8 +188,10 @@ test("what the fast path cannot be sure of escalates, with the reason", async (t
     return out.answered ? "answered" : out.reason;
   };
   t.regex(await reasonOf("/local-first"), /Helvetica Neue.*local font/);
-  t.regex(await reasonOf("/missing-sheet"), /nope\.css answered HTTP 404/);
-  t.is(await reasonOf("/inline-handler"), "the page has event handler attributes");
+  // A 404 stylesheet is not applied by the browser either; a harmless handler does not escalate.
+  t.is(await reasonOf("/missing-sheet"), "answered");
+  t.is(await reasonOf("/inline-handler"), "answered");
+  t.regex(await reasonOf("/font-handler"), /CSS Font Loading API/);
   t.regex(await reasonOf("/regular-only", { ...opts, maxFontBytes: 1_000 }), /inter-400\.woff2.*exceeds 1001 bytes/);
   t.regex(await reasonOf("/to-private"), /127\.0\.0\.1 resolves to 127\.0\.0\.1 \(loopback\)/);
   t.regex(
@@ -193,14 +200,28 @@ test("what the fast path cannot be sure of escalates, with the reason", async (t
   );
 });
 
-test("CSS reading: data: URIs with semicolons, @media blocks, comments with braces, @import forms", (t) => {
-  const css = parseCss(`@import url("a.css"); @import 'b.css' screen; /* } { */
+test("CSS reading: data: URIs with semicolons, @media blocks, comments with braces, @import forms", async (t) => {
+  const css = await parseSheet(
+    `@import url("a.css"); @import 'b.css' screen; @import "print.css" print; /* } { */
     @media (min-width: 1px) { @font-face { font-family: "M"; src: url(data:font/woff2;base64,AAAA) format("woff2"); } }
-    h1 { font: 700 2em/1.1 "M", serif; color: red }`);
-  t.deepEqual(css.imports, ["a.css", "b.css"]);
-  t.is(css.faces.length, 1);
-  t.is(css.faces[0]!.src, `url(data:font/woff2;base64,AAAA) format("woff2")`);
-  t.deepEqual(css.rules, [{ selector: "h1", props: { font: `700 2em/1.1 "M", serif` } }]);
+    @media (min-width: 5000px) { h2 { font-weight: 900 } }
+    h1 { font: 700 2em/1.1 "M", serif; color: red }`,
+    "http://x.test/",
+    null,
+    new Slicer(Date.now() + 5_000),
+  );
+  const kinds = css.events.map((e) => e.kind);
+  t.deepEqual(kinds, ["import", "import", "face", "rule"]);
+  t.deepEqual(
+    css.events.flatMap((e) => (e.kind === "import" ? [e.href] : [])),
+    ["a.css", "b.css"],
+  );
+  const face = css.events.find((e) => e.kind === "face");
+  t.is(face?.kind === "face" ? face.face.src : "", `url(data:font/woff2;base64,AAAA) format("woff2")`);
+  const rule = css.events.find((e) => e.kind === "rule");
+  t.deepEqual(rule?.kind === "rule" ? rule.decls : [], [
+    { property: "font", value: `700 2em/1.1 "M", serif`, important: false },
+  ]);
 });
 
 test("compressed responses are decoded", async (t) => {
