@@ -9,17 +9,23 @@
  * kept so the scan that made the request can record it.
  *
  * Plain-http responses are also capped at maxResponseBytes while they stream (a 50 MB "font" is
- * cut, never held whole in Chromium or here). Tunnelled https bytes are opaque and only piped.
+ * cut, never held whole in Chromium or here), and so is what they decode to: Chromium undoes a
+ * Content-Encoding itself, so a 1 MB gzip body would become gigabytes inside it. A copy of each
+ * encoded chunk is decoded here first and the chunk is passed on only while the decoded total
+ * stays under the cap. Tunnelled https bytes are opaque and only piped.
  */
 import http from "node:http";
 import net from "node:net";
-import type { Duplex } from "node:stream";
+import type { Duplex, Transform } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw, createZstdDecompress } from "node:zlib";
 import { resolvePublicAddress, type AddressCheck, type AddressPolicy } from "./ssrf.ts";
 
 export type EgressProxyOptions = {
   policy: AddressPolicy;
   /** A plain-http response larger than this is refused (declared) or cut (streamed). */
   maxResponseBytes: number;
+  /** An encoded (gzip, deflate, br, zstd) response decoding past this is cut. Default maxResponseBytes. */
+  maxDecodedBytes?: number;
   /** Reuse of one host's check; short, so a long scan still re-resolves. Default 30 s. */
   checkTtlMs?: number;
   /** An upstream connection idle this long is closed. Default 120 s. */
@@ -160,23 +166,7 @@ export class EgressProxy {
           refuse(res, reason);
           return;
         }
-        const out: string[] = [];
-        for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
-          const name = up.rawHeaders[i]!;
-          if (!HOP_BY_HOP.has(name.toLowerCase())) out.push(name, up.rawHeaders[i + 1]!);
-        }
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
-        let size = 0;
-        up.on("data", (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > cap) {
-            this.#remember([keys[0]!], `response exceeded ${cap} bytes`);
-            up.destroy();
-            res.destroy();
-          }
-        });
-        up.pipe(res);
-        up.on("error", () => res.destroy());
+        this.#relay(up, res, keys[0]!);
       },
     );
     upstream.on("timeout", () => upstream.destroy(new Error("upstream idle")));
@@ -190,6 +180,58 @@ export class EgressProxy {
       if (!res.writableFinished) upstream.destroy();
     });
     req.pipe(upstream);
+  }
+
+  /**
+   * Streams an upstream response to the browser, cut past maxResponseBytes on the wire and, when
+   * it is encoded, past maxDecodedBytes decoded. Chunks go one at a time through the meter, so
+   * the browser never holds a chunk whose decoded bytes were not counted first.
+   */
+  #relay(up: http.IncomingMessage, res: http.ServerResponse, key: string): void {
+    const cap = this.#opts.maxResponseBytes;
+    const decodedCap = this.#opts.maxDecodedBytes ?? cap;
+    const encoding = up.headers["content-encoding"];
+    const meter = encoding === undefined ? null : decodedMeter(encoding, decodedCap);
+    if (meter === "unsupported") {
+      const reason = `decoded-size: content-encoding ${headerSafe(String(encoding)).slice(0, 100)} cannot be bounded`;
+      this.#remember([key], reason);
+      up.destroy();
+      refuse(res, reason);
+      return;
+    }
+    const out: string[] = [];
+    for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
+      const name = up.rawHeaders[i]!;
+      if (!HOP_BY_HOP.has(name.toLowerCase())) out.push(name, up.rawHeaders[i + 1]!);
+    }
+    res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
+    const cut = (reason: string): void => {
+      this.#remember([key], reason);
+      meter?.destroy();
+      up.destroy();
+      res.destroy();
+    };
+    let size = 0;
+    let chain = Promise.resolve();
+    const forward = async (chunk: Buffer): Promise<void> => {
+      if (res.destroyed) return;
+      size += chunk.length;
+      if (size > cap) return cut(`response exceeded ${cap} bytes`);
+      if (meter && !(await meter.admit(chunk))) {
+        return cut(`decoded-size: response decodes to over ${decodedCap} bytes (${encoding})`);
+      }
+      if (!res.write(chunk)) await drained(res);
+    };
+    up.on("data", (chunk: Buffer) => {
+      up.pause();
+      chain = chain.then(() => forward(chunk)).then(() => void (res.destroyed || up.resume()));
+    });
+    up.on("end", () => void chain.then(() => (res.destroyed ? undefined : res.end())));
+    up.on("error", () => {
+      meter?.destroy();
+      res.destroy();
+    });
+    res.on("close", () => meter?.destroy());
   }
 
   async #tunnel(req: http.IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
@@ -236,6 +278,19 @@ function refuse(res: http.ServerResponse, reason: string, status = 403): void {
   res.end(`refused by glyphscan: ${reason}\n`);
 }
 
+/** Resolves when the browser took the buffered bytes, or went away. */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
 function headerSafe(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 500);
 }
@@ -245,4 +300,64 @@ function authority(u: URL): string {
   return `${u.hostname.toLowerCase()}:${port}`;
 }
 
-const stripHash = (u: string): string => u.replace(/#.*$/, "");
+const stripHash = (u: string): string => (u.includes("#") ? u.slice(0, u.indexOf("#")) : u);
+
+/** Counts what an encoded body decodes to; `admit` answers false once the total passes the cap. */
+type DecodedMeter = { admit(chunk: Buffer): Promise<boolean>; destroy(): void };
+
+/**
+ * A meter for a Content-Encoding, "unsupported" for one that cannot be counted (stacked or
+ * unknown codings: no decoder here, so no bound), or null for identity.
+ */
+function decodedMeter(header: string, cap: number): DecodedMeter | "unsupported" | null {
+  const codings = header
+    .split(",")
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== "" && c !== "identity");
+  if (codings.length === 0) return null;
+  if (codings.length > 1) return "unsupported";
+  const coding = codings[0]!;
+  if (!["gzip", "x-gzip", "deflate", "br", "zstd"].includes(coding)) return "unsupported";
+  let decoder: Transform | null = null;
+  let decoded = 0;
+  let broken = false;
+  const start = (first: Buffer): Transform => {
+    // HTTP "deflate" is zlib-wrapped by the spec but raw in the wild; Chromium takes both.
+    const zlibHeader = first.length >= 2 && (first[0]! & 0x0f) === 8 && (first[0]! * 256 + first[1]!) % 31 === 0;
+    const d =
+      coding === "br"
+        ? createBrotliDecompress()
+        : coding === "zstd"
+          ? createZstdDecompress()
+          : coding === "deflate"
+            ? zlibHeader
+              ? createInflate()
+              : createInflateRaw()
+            : createGunzip();
+    d.on("data", (out: Buffer) => {
+      decoded += out.length;
+      if (decoded > cap) d.destroy();
+    });
+    // A stream the decoder rejects is one Chromium rejects too: it decodes no further.
+    d.on("error", () => (broken = true));
+    return d;
+  };
+  return {
+    admit(chunk) {
+      if (decoded > cap) return Promise.resolve(false);
+      if (broken) return Promise.resolve(true);
+      const d = (decoder ??= start(chunk));
+      return new Promise<boolean>((resolve) => {
+        const done = (): void => resolve(decoded <= cap);
+        d.once("close", done);
+        d.write(chunk, () => {
+          d.off("close", done);
+          done();
+        });
+      });
+    },
+    destroy() {
+      decoder?.destroy();
+    },
+  };
+}
