@@ -152,12 +152,12 @@ export async function startCapture(page: Page, opts: ExtractOptions): Promise<Ca
       const links = await withTimeout(page.evaluate(pageLinks, MAX_PAGE_LINKS), BODY_WAIT_MS, "links").catch(() => []);
       await drain(state); // a face that finished loading during the inventory has its body in flight
       const finalUrl = page.url();
-      const faces = joinFaces(inventory, state, finalUrl);
+      const { faces, unlinkedBytes } = joinFaces(inventory, state, finalUrl);
       const files = await parseFontsSpan(state.captured, () =>
         toFiles(state.captured, opts.maxFontBytes, finalUrl, faces),
       );
       if (sampled) applyRendering(faces, files, platform.faces, sampled);
-      linkBuiltFaces(faces, files);
+      linkBuiltFaces(unlinkedBytes, files);
       const rendered = sampled ? { renderedFonts: sampled.fonts } : {};
       return { httpStatus, finalUrl, faces, files, blocked: guards.blocked, ...rendered, links, settle };
     },

@@ -111,7 +111,7 @@ export async function toFiles(
   return [...byKey.values()];
 }
 
-export const stripHash = (u: string): string => (u.startsWith("data:") ? u : u.replace(/#.*$/, ""));
+export const stripHash = (u: string): string => (u.startsWith("data:") ? u : (u.split("#", 1)[0] ?? u));
 
 /** data: URIs can run to megabytes; reports keep their head and length. */
 export function shortUrl(u: string): string {

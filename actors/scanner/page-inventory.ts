@@ -20,7 +20,10 @@ export type DocFont = Descriptors & { status: string; jsSrc?: string | null; byt
 type RawRule = Descriptors & { src: string; base: string; sheet: string };
 export type Inventory = { fonts: DocFont[]; rules: RawRule[]; baseURI: string; inlineTexts: Record<string, string> };
 
-export function joinFaces(inv: Inventory, state: CaptureState, pageUrl: string): FontFace[] {
+/** The faces, and those built from bytes that no captured file holds (for linkBuiltFaces). */
+export type Joined = { faces: FontFace[]; unlinkedBytes: FontFace[] };
+
+export function joinFaces(inv: Inventory, state: CaptureState, pageUrl: string): Joined {
   const shaByUrl = new Map<string, string>();
   const urlBySha = new Map<string, string>();
   for (const c of state.captured) {
@@ -38,6 +41,7 @@ export function joinFaces(inv: Inventory, state: CaptureState, pageUrl: string):
     return sheetProviders.get(sheet) ?? null;
   };
   const faces: FontFace[] = [];
+  const unlinkedBytes: FontFace[] = [];
   /** `bytesFrom`: the captured file whose bytes a face built from bytes holds. */
   type Linked = { sha: string; url: string };
   const add = (
@@ -47,14 +51,23 @@ export function joinFaces(inv: Inventory, state: CaptureState, pageUrl: string):
     urls: string[],
     sheet: string | null,
     bytesFrom?: Linked,
-  ): void => {
+  ): FontFace => {
     const fileSha256 = bytesFrom
       ? [bytesFrom.sha]
       : [...new Set(urls.flatMap((u) => shaByUrl.get(stripHash(u)) ?? []))];
     const primary = bytesFrom?.url ?? urls.find((u) => shaByUrl.has(stripHash(u))) ?? urls[0];
     const fromSheet = providerOfSheet(sheet);
     const provider = primary === undefined ? fromSheet : fontProvider(primary, pageUrl, fromSheet);
-    faces.push({ ...descriptors(f), used, declaredIn: how, srcUrls: urls.map(shortUrl), fileSha256, provider });
+    const face: FontFace = {
+      ...descriptors(f),
+      used,
+      declaredIn: how,
+      srcUrls: urls.map(shortUrl),
+      fileSha256,
+      provider,
+    };
+    faces.push(face);
+    return face;
   };
   // document.fonts holds one FontFace per applied @font-face rule, with no link back to it:
   // pair them by descriptors, in order. Only a pairing with a loaded FontFace makes a rule used.
@@ -72,9 +85,10 @@ export function joinFaces(inv: Inventory, state: CaptureState, pageUrl: string):
     const urls = typeof f.jsSrc === "string" ? srcUrls(f.jsSrc, inv.baseURI) : [];
     const sha = f.bytes === undefined ? undefined : sha256Hex(Buffer.from(f.bytes, "base64"));
     const url = sha === undefined ? undefined : urlBySha.get(sha);
-    add(f, f.status === "loaded", "font-face-api", urls, null, sha && url ? { sha, url } : undefined);
+    const face = add(f, f.status === "loaded", "font-face-api", urls, null, sha && url ? { sha, url } : undefined);
+    if (f.jsSrc === null && face.fileSha256.length === 0) unlinkedBytes.push(face);
   }
-  return faces;
+  return { faces, unlinkedBytes };
 }
 
 /**
@@ -82,9 +96,8 @@ export function joinFaces(inv: Inventory, state: CaptureState, pageUrl: string):
  * files whose PostScript name is what Chromium rendered them as: the font's own names. Runs after
  * applyRendering, which sets `renderedAs`.
  */
-export function linkBuiltFaces(faces: FontFace[], files: FontFile[]): void {
-  for (const face of faces) {
-    if (face.declaredIn !== "font-face-api" || face.srcUrls.length > 0 || face.fileSha256.length > 0) continue;
+export function linkBuiltFaces(unlinkedBytes: FontFace[], files: FontFile[]): void {
+  for (const face of unlinkedBytes) {
     const names = new Set(face.renderedAs ?? []);
     const same = files.filter((f) => f.metadata?.postscriptName && names.has(f.metadata.postscriptName));
     face.fileSha256 = [...new Set(same.map((f) => f.sha256))];
@@ -133,8 +146,9 @@ const CSS_STRING = String.raw`"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'`;
 /** Absolute url() targets of a `src` descriptor or FontFace source string, in order. */
 export function srcUrls(src: string, base: string): string[] {
   // Bare strings are matched first so that a local("…url(…)…") name is skipped whole.
-  const re = new RegExp(`(${CSS_STRING})|url\\(\\s*(?:(${CSS_STRING})|([^)]*?))\\s*\\)`, "gi");
-  return Array.from(src.matchAll(re), (m) => (m[2] ? m[2].slice(1, -1).replace(/\\(.)/g, "$1") : (m[3] ?? "")))
+  const re = new RegExp(`(${CSS_STRING})|url\\(\\s*(?:(${CSS_STRING})\\s*|([^)"'\\s][^)]*))?\\)`, "gi");
+  const target = (m: RegExpExecArray) => (m[2] ? m[2].slice(1, -1).replace(/\\(.)/g, "$1") : (m[3] ?? "").trim());
+  return Array.from(src.matchAll(re), target)
     .filter((raw) => raw !== "")
     .map((raw) => (URL.canParse(raw, base) ? new URL(raw, base).href : raw));
 }
@@ -181,7 +195,7 @@ export function inventoryInPage(sheetTexts: Record<string, string>): Inventory {
     }
   };
   const fromText = (href: string, depth: number): void => {
-    const text = sheetTexts[href.replace(/#.*$/, "")];
+    const text = sheetTexts[href.split("#", 1)[0] ?? href];
     if (text === undefined || seen.has(href) || depth > 5) return;
     seen.add(href);
     try {

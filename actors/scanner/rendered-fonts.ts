@@ -174,7 +174,7 @@ function markTextElements(
     const text = node.nodeValue ?? "";
     const el = node.parentElement;
     if (!el || asked.has(el) || !/\S/.test(text)) continue;
-    if (/^(SCRIPT|STYLE|NOSCRIPT|TEMPLATE|TITLE)$/.test(el.tagName)) continue;
+    if (/^(?:SCRIPT|STYLE|NOSCRIPT|TEMPLATE|TITLE)$/.test(el.tagName)) continue;
     const cs = getComputedStyle(el);
     const wide = Array.from(text).find((c) => (c.codePointAt(0) ?? 0) > 0x7f);
     const block = wide === undefined ? 0 : (wide.codePointAt(0) ?? 0) >> 8;
