@@ -7,8 +7,16 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import type { Config } from "../../config/mod.ts";
 
+/** What a verified token says about its bearer, beyond its scopes. */
+export type TokenClaims = {
+  /** The feed source the bearer publishes as (`source` claim); the request body cannot choose it. */
+  source: string | null;
+  /** Regions the bearer may route its submissions to (`regions` claim). */
+  regions: string[];
+};
+
 export type AuthOutcome =
-  | { ok: true; subject: string | null; scopes: string[] }
+  | { ok: true; subject: string | null; scopes: string[]; claims: TokenClaims }
   | { ok: false; status: 401 | 403; error: string; message: string };
 
 export type Authenticator = (authorization: string | undefined, scope: string) => Promise<AuthOutcome>;
@@ -19,6 +27,11 @@ const scopesOf = (payload: JWTPayload): string[] => {
   if (Array.isArray(payload["scopes"])) out.push(...payload["scopes"].filter((s) => typeof s === "string"));
   return out;
 };
+
+const claimsOf = (payload: JWTPayload): TokenClaims => ({
+  source: typeof payload["source"] === "string" ? payload["source"] : null,
+  regions: Array.isArray(payload["regions"]) ? payload["regions"].filter((r) => typeof r === "string") : [],
+});
 
 /** The client a verified token names: its `client_id` claim, else its subject. */
 const clientOf = (payload: JWTPayload): string | null =>
@@ -86,7 +99,7 @@ export function createAuthenticator(config: Config): Authenticator {
     const scopes = scopesOf(v.payload);
     if (!scopes.includes(scope))
       return { ok: false, status: 403, error: "forbidden", message: `the token lacks the '${scope}' scope` };
-    return { ok: true, subject: v.payload.sub ?? null, scopes };
+    return { ok: true, subject: v.payload.sub ?? null, scopes, claims: claimsOf(v.payload) };
   };
 }
 

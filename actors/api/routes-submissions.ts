@@ -7,6 +7,7 @@
 import type { FastifyInstance } from "fastify";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Config } from "../../config/mod.ts";
+import { SOURCE_PATTERN } from "../../protocol/mod.ts";
 import { normaliseSubmission } from "../coordinator/normalise-url.ts";
 import { DomainStore } from "../frontier/domain-store.ts";
 import type { Database } from "../store/database.ts";
@@ -16,6 +17,10 @@ import type { Authenticator } from "./auth.ts";
 import { submissionBody } from "./schemas.ts";
 
 export const SUBMIT_SCOPE = "submit";
+/** May route submissions to any region. */
+export const ADMIN_SCOPE = "admin";
+/** The source of a token without a `source` claim. */
+export const DEFAULT_SOURCE = "api";
 
 /** The shape of `submitUrls` this route needs. */
 export type SubmitFn = (
@@ -47,7 +52,18 @@ export function submissionRoutes(
         error: "invalid-body",
         message: body.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "),
       });
-    const { urls, source, regionHint } = body.data;
+    // The source is the token's, never the body's: any submit token could otherwise claim the
+    // highest-priority source (or a confirm source that skips the seen filter).
+    const { urls, regionHint } = body.data;
+    const source = who.claims.source ?? DEFAULT_SOURCE;
+    if (!SOURCE_PATTERN.test(source))
+      return reply
+        .code(403)
+        .send({ error: "forbidden", message: `the token's source ${JSON.stringify(source)} is not a source name` });
+    if (regionHint && !who.claims.regions.includes(regionHint) && !who.scopes.includes(ADMIN_SCOPE))
+      return reply
+        .code(403)
+        .send({ error: "forbidden", message: `the token may not route submissions to region ${regionHint}` });
     const summary = await submitUrls(js, config, urls, { source, regionHint, batchSize: config.api.maxBatchUrls });
     // submitUrls lists rejections in input order: pair them back up with the URLs.
     let next = 0;

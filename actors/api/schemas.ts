@@ -15,8 +15,16 @@ export const scansQuery = z.strictObject({
 
 export const submissionBody = z.strictObject({
   urls: z.array(z.string().min(1).max(4096)).min(1).describe("URLs to scan; each is judged on its own"),
-  source: z.string().regex(SOURCE_PATTERN).default("api").describe("Feed source name (feeds.<source>)"),
-  regionHint: z.string().regex(REGION_PATTERN).optional().describe("Preferred region for these URLs"),
+  source: z
+    .string()
+    .regex(SOURCE_PATTERN)
+    .optional()
+    .describe("Ignored: the source is the token's `source` claim (`api` without one), never the body's"),
+  regionHint: z
+    .string()
+    .regex(REGION_PATTERN)
+    .optional()
+    .describe("Preferred region; the token's `regions` claim must name it (or the token has the admin scope)"),
 });
 
 export const errorBody = z.strictObject({

@@ -3,7 +3,6 @@
  * readiness and the OpenAPI document. `buildApi` wires routes onto open connections (tests
  * inject requests into it); `startApi` opens the connections and listens.
  */
-import type { Duplex } from "node:stream";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { connectNats, createLogger, type Logger, type NatsHandles } from "../../cluster/mod.ts";
@@ -12,6 +11,7 @@ import { instruments, observeLookupView } from "../../cluster/metrics.ts";
 import type { Config } from "../../config/mod.ts";
 import { openDatabase, type Database } from "../store/database.ts";
 import { createAuthenticator, createClientIdentifier, type Authenticator } from "./auth.ts";
+import { answerClientError } from "./client-errors.ts";
 import { openApiDocument } from "./openapi.ts";
 import { domainRoutes } from "./routes-domains.ts";
 import { healthRoutes } from "./routes-health.ts";
@@ -142,21 +142,4 @@ export async function startApi(config: Config, submitUrls: SubmitFn, log?: Logge
     await close();
     throw err;
   }
-}
-
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === "ECONNRESET" || socket.destroyed) return;
-  const [status, error, message] =
-    err.code === "HPE_HEADER_OVERFLOW"
-      ? [431, "headers-too-large", "the request's headers are larger than the server accepts (16 KiB)"]
-      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? [408, "request-timeout", "the request took too long to arrive"]
-        : [400, "bad-request", "the request could not be parsed as HTTP/1.1"];
-  const body = JSON.stringify({ error, message });
-  const reason =
-    status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request";
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
 }

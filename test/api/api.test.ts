@@ -269,7 +269,11 @@ const submit = (payload: unknown, auth?: string) =>
 
 test("POST /v1/submissions publishes the batch and answers per URL", async (t) => {
   const urls = ["https://www.shop.test/a?b=1", "ftp://nope.test/", "https://other.test/"];
-  const res = await submit({ urls, source: "partner" }, `Bearer ${await token()}`);
+  // The source is the token's claim; the body's `source` is a spoof and is ignored.
+  const res = await submit(
+    { urls, source: "spoofed" },
+    `Bearer ${await token({ scope: "submit", source: "partner" })}`,
+  );
   t.is(res.statusCode, 202);
   const body = res.json<{
     accepted: number;
@@ -290,6 +294,22 @@ test("POST /v1/submissions publishes the batch and answers per URL", async (t) =
   // Every URL, rejected ones included, is on the feed (the coordinator dead-letters the rejected).
   const msg = await nats.jsm.streams.getMessage("FEEDS", { last_by_subj: "feeds.partner" });
   t.deepEqual((msg?.json<{ urls: string[] }>() ?? { urls: [] }).urls, urls);
+  const spoofed = await nats.jsm.streams.getMessage("FEEDS", { last_by_subj: "feeds.spoofed" }).catch(() => null);
+  t.is(spoofed, null, "nothing published under the source the body claimed");
+});
+
+test("POST /v1/submissions: a region hint needs the token's regions claim or the admin scope", async (t) => {
+  const body = { urls: ["https://hinted.test/"], regionHint: "eu" };
+  const plain = await submit(body, `Bearer ${await token()}`);
+  t.is(plain.statusCode, 403);
+  t.regex(plain.json<{ message: string }>().message, /may not route submissions to region eu/);
+  t.is((await submit(body, `Bearer ${await token({ scope: "submit", regions: ["eu"] })}`)).statusCode, 202);
+  t.is((await submit(body, `Bearer ${await token({ scope: "submit admin" })}`)).statusCode, 202);
+  const badSource = await submit(
+    { urls: ["https://a.test/"] },
+    `Bearer ${await token({ scope: "submit", source: "Bad Source" })}`,
+  );
+  t.is(badSource.statusCode, 403);
 });
 
 test("POST /v1/submissions: 401 for missing, malformed, forged, expired, wrong-audience and wrong-issuer tokens", async (t) => {
