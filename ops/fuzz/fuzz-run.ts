@@ -46,12 +46,13 @@ const HANG_GRACE_MS = 2_000;
 
 export async function runFontFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
   const { pool } = opts;
-  const fonts = opts.files.map((path) => ({ path, bytes: readFileSync(path) }));
+  const cache = new Map<string, Buffer>();
+  const read = (path: string): Buffer => cache.get(path) ?? cache.set(path, readFileSync(path)).get(path)!;
   const plans = mutationPlans(opts.seed, opts.cases);
   const summary: FuzzSummary = {
     seed: opts.seed,
     cases: 0,
-    files: fonts.length,
+    files: opts.files.length,
     parsed: 0,
     parseErrors: 0,
     limits: {},
@@ -71,8 +72,8 @@ export async function runFontFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
   const worker = async (): Promise<void> => {
     for (let index = next++; index < plans.length; index = next++) {
       const mutation = plans[index]!;
-      const font = fonts[mutation.file % fonts.length]!;
-      await runCase(pool, summary, { index, file: font.path, mutation }, applyMutation(font.bytes, mutation));
+      const file = opts.files[mutation.file % opts.files.length]!;
+      await runCase(pool, summary, { index, file, mutation }, applyMutation(read(file), mutation));
     }
   };
   try {
