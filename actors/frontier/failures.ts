@@ -5,6 +5,9 @@
  */
 import type { Config } from "../../config/mod.ts";
 import type { FailureKind, ScanReport } from "../../protocol/mod.ts";
+import type { AttemptRecord, CauseClass } from "../store/documents.ts";
+
+export type { AttemptRecord, CauseClass };
 
 export const CAUSE_CLASSES = [
   "dns",
@@ -16,8 +19,10 @@ export const CAUSE_CLASSES = [
   /** No result within the lease: the scanner (or its browser) died on the site every delivery. */
   "lease-expired",
   "other",
-] as const;
-export type CauseClass = (typeof CAUSE_CLASSES)[number];
+] as const satisfies readonly CauseClass[];
+// Every class of the stored type is listed (a class added there and not here fails to compile).
+const everyClassListed: Exclude<CauseClass, (typeof CAUSE_CLASSES)[number]> extends never ? true : never = true;
+void everyClassListed;
 
 export interface Cause {
   cause: CauseClass;
@@ -88,18 +93,4 @@ export function retryPolicy(policy: Config["frontier"], cause: Pick<Cause, "caus
 export function backoffDelay(p: RetryPolicy, attempt: number, random: () => number = Math.random): number {
   const ceiling = Math.min(p.maxMs, p.baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.floor(random() * ceiling);
-}
-
-/** One entry of a domain's attempt history. */
-export interface AttemptRecord {
-  at: Date;
-  attempt: number;
-  jobId: string;
-  /** `ok`, or the cause class of the failure. */
-  cause: CauseClass | "ok";
-  kind: Cause["kind"] | null;
-  httpStatus: number | null;
-  reason: string | null;
-  /** The scanner node that answered. */
-  node: string;
 }

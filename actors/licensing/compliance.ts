@@ -3,6 +3,7 @@
  * per scan, a summary by verdict, and what changed since the domain's previous scan.
  */
 import type { ComplianceVerdict, ScanResult } from "../../protocol/mod.ts";
+import type { ComplianceSummary, VerdictChanges, VerdictCounts } from "../store/documents.ts";
 import type { LicenseRegistry } from "./registry.ts";
 import type { OpenCatalogue } from "./open-licence.ts";
 import {
@@ -14,22 +15,7 @@ import {
   type Verdict,
 } from "./verdict.ts";
 
-export type VerdictCounts = Record<Verdict, number>;
-
-export interface VerdictChanges {
-  sinceJobId: string;
-  added: string[];
-  removed: string[];
-  changed: Array<{ sha256: string; from: Verdict; to: Verdict }>;
-}
-
-/** Kept on the scan and, for the latest scan, on the domain. */
-export interface ComplianceSummary {
-  counts: VerdictCounts;
-  /** Null on the domain's first assessed scan. */
-  changes: VerdictChanges | null;
-  assessedAt: Date;
-}
+export type { ComplianceSummary, VerdictChanges, VerdictCounts };
 
 export interface LicensingDeps {
   registry: LicenseRegistry;

@@ -9,8 +9,8 @@
  * scan on `compliance.<region>`, like the results writer does.
  *
  * Safe with several results nodes in a region: a scan is updated only if its assessment is still
- * the one that was read (`compliance.assessedAt`); where the store does not make that update atomic
- * (FerretDB v1 may let two such updates through), both nodes wrote the same verdicts and publish
+ * the one that was read (`compliance.assessedAt`); where the server does not make that update atomic
+ * (two such updates may both go through), both nodes wrote the same verdicts and publish
  * the event under the same id, derived from them, so the stream keeps one.
  * While the service is still down a round stops at the first domain it cannot decide; the next
  * round starts after that domain (by id), so a domain the service always fails on delays no other.
@@ -23,7 +23,7 @@ import type { Logger } from "../../cluster/log.ts";
 import { Periodic } from "../../cluster/periodic.ts";
 import type { Service, ServiceState } from "../../cluster/service.ts";
 import { msgIds, subjects, type ComplianceVerdict, type FontFile, type ScanResult } from "../../protocol/mod.ts";
-import { guardedById, type Collections } from "../store/database.ts";
+import type { Stores } from "../store/database.ts";
 import type { ScanDoc } from "../store/documents.ts";
 import { refreshLookupView } from "../store/lookup-view.ts";
 import {
@@ -70,7 +70,7 @@ export interface RecheckRound {
 const PENDING = "pending";
 
 /** The scan as the report the verdict engine reads, with only the files named in `only` (metadata from the catalogue). */
-async function reportOf(c: Collections, scan: ScanDoc, only: ReadonlySet<string>): Promise<ScanResult> {
+async function reportOf(c: Stores, scan: ScanDoc, only: ReadonlySet<string>): Promise<ScanResult> {
   const files: FontFile[] = [];
   const seen = new Set<string>();
   for (const stored of scan.files) {
@@ -78,7 +78,7 @@ async function reportOf(c: Collections, scan: ScanDoc, only: ReadonlySet<string>
     void family; // the scan's copy of the name; the catalogue has the metadata
     if (!only.has(file.sha256) || seen.has(file.sha256)) continue;
     seen.add(file.sha256);
-    // By `_id`, one at a time: the one lookup FerretDB v1 answers without scanning; few files are pending.
+    // By `_id`, one at a time: the one lookup every server we run on answers without scanning; few files are pending.
     const font = await c.fonts.findOne({ _id: file.sha256 }, { projection: { metadata: 1 } });
     files.push({ ...file, metadata: font?.metadata ?? null });
   }
@@ -108,7 +108,7 @@ async function reportOf(c: Collections, scan: ScanDoc, only: ReadonlySet<string>
  * still its latest), and returns the event to publish.
  */
 export async function recheckScan(
-  c: Collections,
+  c: Stores,
   licensing: LicensingDeps,
   jobId: string,
   now = new Date(),
@@ -134,15 +134,13 @@ export async function recheckScan(
     ? diffVerdicts({ jobId: previous._id, verdicts: previous.verdicts ?? [] }, verdicts)
     : scan.compliance.changes;
   const summary: ComplianceSummary = { counts: countVerdicts(verdicts), changes, assessedAt: now };
-  // Checked on a fresh read as well as in the filter: FerretDB gets the filter as `_id` alone (guardedById).
-  const stored = await c.scans.findOne({ _id: jobId }, { projection: { compliance: 1 } });
-  const unchanged = stored?.compliance?.assessedAt.getTime() === assessedAt.getTime();
-  const written = unchanged
-    ? await c.scans.updateOne(guardedById(c, jobId, { "compliance.assessedAt": assessedAt }), {
-        $set: { verdicts, compliance: summary },
-      })
-    : null;
-  if (written?.modifiedCount !== 1) return { kind: "skipped", jobId, why: "assessed again meanwhile" };
+  const written = await c.server.updateIf(
+    c.scans,
+    jobId,
+    { "compliance.assessedAt": assessedAt },
+    { $set: { verdicts, compliance: summary } },
+  );
+  if (!written) return { kind: "skipped", jobId, why: "assessed again meanwhile" };
   await setLatestCompliance(c, scan.domain, jobId, summary);
   // Lookups show the decided verdicts now, not when the view entry expires (a Redis outage: then).
   await refreshLookupView(c, scan.domain);
@@ -155,19 +153,15 @@ export async function recheckScan(
 }
 
 /** The domain's latest summary gets the scan's compliance, only while that scan is still its latest. */
-async function setLatestCompliance(c: Collections, domain: string, jobId: string, compliance: ComplianceSummary) {
-  const doc = await c.domains.findOne({ _id: domain }, { projection: { latest: 1 } });
-  if (doc?.latest?.jobId !== jobId) return;
-  await c.domains.updateOne(guardedById(c, domain, { "latest.jobId": jobId }), {
-    $set: { "latest.compliance": compliance },
-  });
+async function setLatestCompliance(c: Stores, domain: string, jobId: string, compliance: ComplianceSummary) {
+  await c.server.updateIf(c.domains, domain, { "latest.jobId": jobId }, { $set: { "latest.compliance": compliance } });
 }
 
 export class PendingRecheck implements Service {
   readonly name: string;
   state: ServiceState = "starting";
   readonly #region: string;
-  readonly #c: Collections;
+  readonly #c: Stores;
   readonly #licensing: LicensingDeps;
   readonly #js: JetStreamClient;
   readonly #log: Logger;
@@ -180,7 +174,7 @@ export class PendingRecheck implements Service {
 
   constructor(
     region: string,
-    collections: Collections,
+    collections: Stores,
     licensing: LicensingDeps,
     js: JetStreamClient,
     log: Logger,

@@ -16,19 +16,13 @@
  *     does not cover this use) and no licence → unlicensed.
  */
 import { VERDICT_KINDS, type FontMetadata } from "../../protocol/mod.ts";
-import type { LicenseDoc } from "../store/documents.ts";
+import type { FontVerdict, LicenseDoc, NameFieldEvidence, Verdict, VerdictEvidence } from "../store/documents.ts";
 import { domainCovers, nameKey } from "./license-record.ts";
-import {
-  claimedLicence,
-  freeNonOpenLicence,
-  knownOpenFamily,
-  type ClaimField,
-  type OpenCatalogue,
-} from "./open-licence.ts";
+import { claimedLicence, freeNonOpenLicence, knownOpenFamily, type OpenCatalogue } from "./open-licence.ts";
 
 /** The verdicts, as the `compliance-verdict` message names them. */
 export const VERDICTS = VERDICT_KINDS;
-export type Verdict = (typeof VERDICTS)[number];
+export type { FontVerdict, NameFieldEvidence, Verdict, VerdictEvidence };
 
 /** Providers whose delivery is itself the licence: the customer's kit or project pays for the use. */
 export const SUBSCRIPTION_PROVIDERS: Readonly<Record<string, string>> = {
@@ -65,37 +59,6 @@ export interface VerdictInput {
   licences: readonly LicenseDoc[];
   catalogue: OpenCatalogue;
   external?: ExternalAnswer | undefined;
-}
-
-export interface NameFieldEvidence {
-  field: ClaimField;
-  value: string;
-}
-
-export interface VerdictEvidence {
-  /** The licence record relied on. */
-  licenseId: string | null;
-  licensee: string | null;
-  /** Name fields the decision read (IDs 13, 14, 0). */
-  nameFields: NameFieldEvidence[];
-  provider: string | null;
-  /** The open-font catalogue entry that matched the family. */
-  catalogue: { id: string; licence: string } | null;
-  externalReference: string | null;
-  /** Licence records that name this font for the domain but do not cover this use, and why. */
-  rejected: Array<{ licenseId: string; why: string }>;
-}
-
-export interface FontVerdict {
-  sha256: string;
-  /** The family the file names itself (name ID 16/1), else the first CSS family. */
-  family: string | null;
-  cssFamilies: string[];
-  verdict: Verdict;
-  /** The licence: a registry id, a provider, or an SPDX-style id of an open licence. */
-  licence: string | null;
-  reason: string;
-  evidence: VerdictEvidence;
 }
 
 /** Why a licence record does not cover this font here and now, or null when it does. */

@@ -10,7 +10,7 @@ import { PoisonError } from "../../cluster/errors.ts";
 import { instruments } from "../../cluster/metrics.ts";
 import { withSpan } from "../../cluster/telemetry.ts";
 import { consumers, msgIds, streams, subjects, type ComplianceVerdict, type ScanResult } from "../../protocol/mod.ts";
-import type { Collections } from "../store/database.ts";
+import type { Stores } from "../store/database.ts";
 import type { DomainDoc, FontDoc, ScanDoc, ScanSummary } from "../store/documents.ts";
 import { refreshLookupView } from "../store/lookup-view.ts";
 import { indexScan } from "../store/scan-index.ts";
@@ -56,7 +56,7 @@ export interface RecordedScan {
  * redelivered or late result compares with what came before it, not with itself).
  */
 async function assess(
-  collections: Collections,
+  collections: Stores,
   licensing: LicensingDeps,
   result: ScanResult,
   domain: DomainDoc | null,
@@ -71,11 +71,11 @@ async function assess(
 /**
  * The domain's assessed scan before this one: usually the scan its `assessed` field names, one
  * read by `_id`. A redelivered or late result (the named scan is this one or newer), or a domain
- * scanned before that field existed, is looked up by domain and time instead, which FerretDB v1
- * answers by scanning every stored scan; so only then.
+ * scanned before that field existed, is looked up by domain and time instead, which the default
+ * server (see store/server-adapter.ts) answers by scanning every stored scan; so only then.
  */
 async function previousAssessed(
-  collections: Collections,
+  collections: Stores,
   result: ScanResult,
   domain: DomainDoc | null,
 ): Promise<Pick<ScanDoc, "_id" | "verdicts"> | null> {
@@ -93,7 +93,7 @@ async function previousAssessed(
 }
 
 export async function recordScan(
-  collections: Collections,
+  collections: Stores,
   store: DomainStore,
   result: ScanResult,
   now = new Date(),
@@ -185,7 +185,7 @@ export async function recordScan(
 
 export function resultsActor(
   region: string,
-  collections: Collections,
+  collections: Stores,
   store: DomainStore,
   licensing: LicensingDeps | undefined,
   opts: { leaseMs: number },

@@ -1,14 +1,29 @@
 /**
- * MongoDB collections and their indexes. Only features FerretDB v1 has are used here: no
- * transactions, change streams or TTL indexes, and no dots in field names.
+ * The store a node is given: its MongoDB collections, the server's adapter (server-adapter.ts:
+ * what the server can do, and the implementations that fit it) and the lookup view in Redis.
+ * Built once per node by openDatabase and passed in; nothing here reaches for a resource itself.
+ * Only features every server we run on has are used: no transactions, change streams or TTL
+ * indexes, and no dots in field names.
  */
-import { MongoClient, type Collection, type Db, type Filter, type MongoClientOptions } from "mongodb";
+import { MongoClient, type Collection, type Db, type MongoClientOptions } from "mongodb";
+import type { Redis } from "ioredis";
 import type { Config } from "../../config/mod.ts";
-import type { DueDoc } from "../frontier/due-index.ts";
-import type { DomainDoc, FontDoc, LicenseDoc, LicenseDomainDoc, ScanDoc } from "./documents.ts";
+import type {
+  DomainDoc,
+  DueWheelDoc,
+  FontDoc,
+  HostDoc,
+  LicenseDoc,
+  LicenseDomainDoc,
+  ScanDoc,
+  ScanIndexDoc,
+} from "./documents.ts";
 import { openLookupView, type LookupView } from "./lookup-view.ts";
-import type { ScanIndexDoc } from "./scan-index.ts";
+import { serverAdapterOf, type ServerAdapter } from "./server-adapter.ts";
 
+export type { HostDoc };
+
+/** The MongoDB collections. */
 export interface Collections {
   domains: Collection<DomainDoc>;
   scans: Collection<ScanDoc>;
@@ -19,68 +34,39 @@ export interface Collections {
   licenseDomains: Collection<LicenseDomainDoc>;
   /** Per-IP politeness: the live leases on each IP address of a region. */
   frontierHosts: Collection<HostDoc>;
-  /** The frontier's due index (time wheel by region, rank and bucket), read by `_id` only. */
-  frontierDue: Collection<DueDoc>;
-  /** The lookup read model in Redis (lookup-view.ts), written after these collections; null when off. */
-  lookupView?: LookupView | null;
-  /**
-   * Whether a conditional point update (`_id` plus a condition) is found by `_id` and applied
-   * atomically: true on MongoDB; false on FerretDB v1 (see guardedById). Absent means true.
-   */
-  atomicConditions?: boolean;
+  /** The due queue's own documents where the server keeps it as a time wheel (due-wheel.ts). */
+  frontierDue: Collection<DueWheelDoc>;
 }
 
-/**
- * The filter of a conditional update of one document. MongoDB finds `{ _id, ...condition }`
- * through the `_id` index and applies it atomically, so the condition guards the write. FerretDB
- * v1 does neither: any filter beyond `_id` reads the whole collection (859 ms per update at 100k
- * domains), and of 40 concurrent updates conditional on one value up to 27 applied (both lines of
- * `npm run bench:ingest`). There the filter is the `_id` alone: callers check the condition on
- * their own read by `_id` first, which guards as well as FerretDB's filter would.
- */
-export function guardedById<T extends { _id: string }>(
-  c: Pick<Collections, "atomicConditions">,
-  _id: string,
-  condition: Filter<T>,
-): Filter<T> {
-  return (c.atomicConditions === false ? { _id } : { ...condition, _id }) as Filter<T>;
-}
-
-/** FerretDB says so in buildInfo; MongoDB has no such field. */
-async function isFerretDb(db: Db): Promise<boolean> {
-  const info = await db.admin().command({ buildInfo: 1 });
-  return typeof info["ferretdbVersion"] === "string";
-}
-
-/** The frontier's leases on one IP address (`_id`: `<region>|<ip>`), for per-IP politeness. */
-export interface HostDoc {
-  _id: string;
-  /** Domains leased on this address and when each lease runs out. */
-  leases: Array<{ d: string; until: Date }>;
-  /** When the last lease on this address started. */
-  lastAt: Date | null;
+/** The collections, what the server can do, and the lookup view: everything store code is passed. */
+export interface Stores extends Collections {
+  /** What the server can do, and the implementations that fit it. */
+  server: ServerAdapter;
+  /** The lookup read model in Redis (lookup-view.ts), written after the collections; null when off. */
+  lookupView: LookupView | null;
 }
 
 export interface Database {
   client: MongoClient;
   db: Db;
-  collections: Collections;
+  /** The node's stores (named `collections` for the callers that only use those). */
+  collections: Stores;
   close(): Promise<void>;
 }
 
-/** `clientOptions` go to the driver as they are (tests watch commands with `monitorCommands`). */
-export async function openDatabase(
-  config: Config,
-  { clientOptions = {} }: { clientOptions?: MongoClientOptions } = {},
-): Promise<Database> {
-  const client = new MongoClient(config.mongo.url, {
-    appName: `glyphscan-${config.nodeId}`,
-    serverSelectionTimeoutMS: 10_000,
-    ...clientOptions,
-  });
-  await client.connect();
-  const db = client.db(config.mongo.database);
-  const collections: Collections = {
+export interface OpenDatabaseOptions {
+  /** Passed to the driver as they are (tests watch commands with `monitorCommands`). */
+  clientOptions?: MongoClientOptions;
+  /**
+   * The lookup view's Redis client (from `lookupViewRedis`), owned by the caller, which closes it.
+   * Absent: with `api.lookupView` on, the view opens a connection of its own and close() ends it.
+   */
+  lookupRedis?: Redis;
+}
+
+/** The collections of `db`. */
+export function collectionsOf(db: Db): Collections {
+  return {
     domains: db.collection<DomainDoc>("domains"),
     scans: db.collection<ScanDoc>("scans"),
     scanIndex: db.collection<ScanIndexDoc>("scan_index"),
@@ -88,20 +74,40 @@ export async function openDatabase(
     licenses: db.collection<LicenseDoc>("licenses"),
     licenseDomains: db.collection<LicenseDomainDoc>("license_domains"),
     frontierHosts: db.collection<HostDoc>("frontier_hosts"),
-    frontierDue: db.collection<DueDoc>("frontier_due"),
-    lookupView: openLookupView(config),
-    atomicConditions: !(await isFerretDb(db)),
+    frontierDue: db.collection<DueWheelDoc>("frontier_due"),
   };
-  await collections.scans.createIndex({ domain: 1, finishedAt: -1 }, { name: "by_domain_recent" });
+}
+
+/** Connects to MongoDB, asks the server what it can do, and creates the indexes it uses. */
+export async function openDatabase(config: Config, opts: OpenDatabaseOptions = {}): Promise<Database> {
+  const client = new MongoClient(config.mongo.url, {
+    appName: `glyphscan-${config.nodeId}`,
+    serverSelectionTimeoutMS: 10_000,
+    ...opts.clientOptions,
+  });
+  await client.connect();
+  const db = client.db(config.mongo.database);
+  let stores: Stores;
+  try {
+    const collections = collectionsOf(db);
+    const server = await serverAdapterOf(db);
+    await collections.scans.createIndex({ domain: 1, finishedAt: -1 }, { name: "by_domain_recent" });
+    await server.prepare(collections);
+    const lookupView = openLookupView(config, opts.lookupRedis ? { redis: opts.lookupRedis } : {});
+    stores = { ...collections, server, lookupView };
+  } catch (err) {
+    await client.close();
+    throw err;
+  }
   let closed = false;
   return {
     client,
     db,
-    collections,
+    collections: stores,
     async close() {
       if (closed) return;
       closed = true;
-      collections.lookupView?.close();
+      stores.lookupView?.close();
       await client.close();
     },
   };

@@ -1,7 +1,91 @@
-/** Shapes of the stored documents. Field names carry no dots (FerretDB v1 refuses them). */
-import type { FailureKind, FontMetadata, ScanReport } from "../../protocol/mod.ts";
-import type { ComplianceSummary } from "../licensing/compliance.ts";
-import type { FontVerdict } from "../licensing/verdict.ts";
+/**
+ * Shapes of every stored document, the licensing ones included. This file imports nothing of ours
+ * but protocol types (the bottom layer), so store, frontier and licensing code can all name them
+ * without importing each other. Field names carry no dots (the MongoDB-wire servers we run on
+ * refuse them in keys).
+ */
+import type { FailureKind, FontMetadata, ScanReport, VERDICT_KINDS } from "../../protocol/mod.ts";
+
+/** A licence verdict, as the `compliance-verdict` message names it. */
+export type Verdict = (typeof VERDICT_KINDS)[number];
+
+export type VerdictCounts = Record<Verdict, number>;
+
+export interface VerdictChanges {
+  sinceJobId: string;
+  added: string[];
+  removed: string[];
+  changed: Array<{ sha256: string; from: Verdict; to: Verdict }>;
+}
+
+/** Kept on the scan and, for the latest scan, on the domain. */
+export interface ComplianceSummary {
+  counts: VerdictCounts;
+  /** Null on the domain's first assessed scan. */
+  changes: VerdictChanges | null;
+  assessedAt: Date;
+}
+
+/** The name fields a licence claim is read from, as FontMetadata names them (IDs 13, 14, 0). */
+export type ClaimField = "license" | "licenseUrl" | "copyright";
+
+export interface NameFieldEvidence {
+  field: ClaimField;
+  value: string;
+}
+
+export interface VerdictEvidence {
+  /** The licence record relied on. */
+  licenseId: string | null;
+  licensee: string | null;
+  /** Name fields the decision read (IDs 13, 14, 0). */
+  nameFields: NameFieldEvidence[];
+  provider: string | null;
+  /** The open-font catalogue entry that matched the family. */
+  catalogue: { id: string; licence: string } | null;
+  externalReference: string | null;
+  /** Licence records that name this font for the domain but do not cover this use, and why. */
+  rejected: Array<{ licenseId: string; why: string }>;
+}
+
+export interface FontVerdict {
+  sha256: string;
+  /** The family the file names itself (name ID 16/1), else the first CSS family. */
+  family: string | null;
+  cssFamilies: string[];
+  verdict: Verdict;
+  /** The licence: a registry id, a provider, or an SPDX-style id of an open licence. */
+  licence: string | null;
+  reason: string;
+  evidence: VerdictEvidence;
+}
+
+/** Why a scan failed, as the frontier schedules it (failures.ts maps reports to these). */
+export type CauseClass =
+  | "dns"
+  | "tls"
+  | "timeout"
+  | "http-status"
+  | "browser-crash"
+  | "ssrf-refused"
+  /** No result within the lease: the scanner (or its browser) died on the site every delivery. */
+  | "lease-expired"
+  | "other";
+
+/** One entry of a domain's attempt history. */
+export interface AttemptRecord {
+  at: Date;
+  attempt: number;
+  jobId: string;
+  /** `ok`, or the cause class of the failure. */
+  cause: CauseClass | "ok";
+  /** The scanner's own failure kind (finer than the class). */
+  kind: FailureKind | null;
+  httpStatus: number | null;
+  reason: string | null;
+  /** The scanner node that answered. */
+  node: string;
+}
 
 /** Lifecycle of a domain in the frontier. */
 export type DomainState = "queued" | "leased" | "scanned" | "retry" | "failed";
@@ -113,10 +197,64 @@ export interface LicenseDoc {
 }
 
 /**
- * Which licences name a domain, keyed by the domain: lookups by `_id` are the only ones FerretDB v1
+ * Which licences name a domain, keyed by the domain: lookups by `_id` are the only ones every server
  * answers without scanning the collection, so the registry keeps this index itself.
  */
 export interface LicenseDomainDoc {
   _id: string;
   licenseIds: string[];
+}
+
+/**
+ * The frontier's own fields on a domain document. Dispatch order: manual rescans first, then
+ * highest `priority` (the highest of the domain's sources'), then soonest due.
+ */
+export type FrontierDoc = DomainDoc & {
+  priority?: number;
+  /** A manual rescan is pending: set by requestRescan, cleared by the scan that answers it. */
+  manual?: boolean;
+  /** SHA-256 of the sorted set of font file digests of the last successful scan. */
+  fontsKey?: string;
+  /** The adaptive interval that scheduled the next scan after the last successful one. */
+  rescanMs?: number;
+  /** The IP address of the last scan (per-IP politeness); null or absent before one is known. */
+  ip?: string | null;
+  /** The last `historyLimit` scan attempts, oldest first. */
+  history?: AttemptRecord[];
+  /** When the domain was parked after its last attempt (null while it is scheduled). */
+  parkedAt?: Date | null;
+};
+
+/** The frontier's leases on one IP address (`_id`: `<region>|<ip>`), for per-IP politeness. */
+export interface HostDoc {
+  _id: string;
+  /** Domains leased on this address and when each lease runs out. */
+  leases: Array<{ d: string; until: Date }>;
+  /** When the last lease on this address started. */
+  lastAt: Date | null;
+}
+
+/**
+ * A document of the `_id`-keyed due queue (store/due-wheel.ts): either an entry page of one
+ * bucket, or a rank's cursor.
+ */
+export interface DueWheelDoc {
+  _id: string;
+  /** Entry page: `"<dueMs>|<domain>"` strings due in the page's bucket (emptied once used). */
+  dueEntries?: string[];
+  /** Cursor: the oldest bucket of the rank that may still hold entries. */
+  oldestBucket?: number;
+}
+
+/**
+ * A page of a domain's scan index (scan-index.ts): `_id` `<domain>|<n>`, scans in finish order.
+ */
+export interface ScanIndexDoc {
+  _id: string;
+  /** Scans of this page: job id and finish time, oldest first. */
+  e: Array<{ j: string; f: Date }>;
+  /** Page 0 only: the number of the last page. */
+  last?: number;
+  /** Page 0 only: whether every scan of the domain is listed. */
+  complete?: boolean;
 }

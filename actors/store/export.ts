@@ -1,15 +1,14 @@
 /**
  * Compliance rows for export: one per font file per domain, from the domain's latest assessed scan
  * (its latest scan, or, when that one failed, the newest scan that has verdicts). Read as a stream:
- * a cursor over `domains` (plain find with a filter and a projection, which FerretDB v1 serves
+ * a cursor over `domains` (plain find with a filter and a projection, which every server serves
  * without sorting the collection) and each domain's scan by `_id`, a few domains at a time, so
  * memory stays the same however many domains there are. Rows come in storage order.
  */
 import type { Filter } from "mongodb";
 import { VERDICT_KINDS } from "../../protocol/mod.ts";
-import type { FontVerdict, Verdict, VerdictEvidence } from "../licensing/verdict.ts";
 import type { Collections } from "./database.ts";
-import type { DomainDoc, ScanDoc } from "./documents.ts";
+import type { DomainDoc, FontVerdict, ScanDoc, Verdict, VerdictEvidence } from "./documents.ts";
 
 export interface ExportFilter {
   /** Only these verdicts (empty or absent: all). */
@@ -91,7 +90,7 @@ const SCAN_PROJECTION = { _id: 1, domain: 1, region: 1, finishedAt: 1, verdicts:
 
 /**
  * The domain's latest scan with verdicts: by `_id` when its latest scan was assessed or the domain
- * names its assessed scan; by a query (on FerretDB a read of every scan) only for a domain whose
+ * names its assessed scan; by a query (on the default server a read of every scan) only for a domain whose
  * latest scan failed and that was scanned before domains named their assessed scan.
  */
 async function assessedScan(

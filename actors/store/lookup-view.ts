@@ -1,7 +1,7 @@
 /**
  * The lookup read model: the answer of GET /v1/domains/{domain} (and the part of GET /urlinfo that
  * depends on the domain) for every known domain, pre-serialised in Redis, so a lookup of any domain
- * costs one Redis GET instead of three to five MongoDB reads (FerretDB v1 answers ~1.5k `_id` reads/s).
+ * costs one Redis GET instead of three to five MongoDB reads (the default server answers ~1.5k `_id` reads/s).
  *
  * MongoDB stays the source of truth. Whoever changes what a lookup shows writes the entry after its
  * MongoDB writes: the results writer (a scan stored, its verdicts, the domain's outcome), the pending
@@ -24,7 +24,7 @@ import { createHash } from "node:crypto";
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { Redis } from "ioredis";
 import type { Config } from "../../config/mod.ts";
-import type { Collections } from "./database.ts";
+import type { Stores } from "./database.ts";
 import type { DomainDoc, FontDoc, ScanDoc } from "./documents.ts";
 import { readLatestScan, type LatestScan } from "./latest-scan.ts";
 
@@ -182,6 +182,8 @@ export interface LookupViewOptions {
   prefix: string;
   /** Entries expire this long after they were written (minus up to 10 % jitter, so a rebuild's do not all go at once). */
   ttlMs: number;
+  /** Whether close() disconnects the client (false: whoever passed it in closes it). Default true. */
+  ownsClient?: boolean;
 }
 
 export interface LookupViewStats {
@@ -199,9 +201,11 @@ export class LookupView {
   readonly ttlMs: number;
   readonly stats: LookupViewStats = { hits: 0, misses: 0, unavailable: 0, writes: 0 };
   #connecting: Promise<void> | null = null;
+  readonly #ownsClient: boolean;
 
   constructor(redis: Redis, opts: LookupViewOptions) {
     this.redis = redis;
+    this.#ownsClient = opts.ownsClient ?? true;
     this.prefix = opts.prefix;
     this.ttlMs = opts.ttlMs;
   }
@@ -298,18 +302,16 @@ export class LookupView {
   }
 
   close(): void {
-    this.redis.disconnect();
+    if (this.#ownsClient) this.redis.disconnect();
   }
 }
 
 /**
- * The view of a database: keys `glyphscan:lookup:<database>:<dictionary id>:<domain>`. Its own
- * Redis connection: commands never queue while Redis is away (a lookup goes to MongoDB at once),
- * replies wait at most 500 ms (the rebuild's batches longer), and concurrent GETs share writes
- * (auto-pipelining). Connects on first use.
+ * The Redis connection a lookup view wants: commands never queue while Redis is away (a lookup goes
+ * to MongoDB at once), replies wait at most 500 ms (the rebuild's batches longer), and concurrent
+ * GETs share writes (auto-pipelining). Connects on first use. The caller owns it.
  */
-export function openLookupView(config: Config, opts: { commandTimeoutMs?: number } = {}): LookupView | null {
-  if (!config.api.lookupView) return null;
+export function lookupViewRedis(config: Config, opts: { commandTimeoutMs?: number } = {}): Redis {
   const redis = new Redis(config.redis.url, {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -319,9 +321,23 @@ export function openLookupView(config: Config, opts: { commandTimeoutMs?: number
     connectionName: "glyphscan-lookup-view",
   });
   redis.on("error", () => undefined); // shows as unavailable in the view's stats and its callers' logs
-  return new LookupView(redis, {
+  return redis;
+}
+
+/**
+ * The view of a database: keys `glyphscan:lookup:<database>:<dictionary id>:<domain>`, on `redis`
+ * when given (from {@link lookupViewRedis}; its owner closes it), else on a connection of its own.
+ * Null when `api.lookupView` is off.
+ */
+export function openLookupView(
+  config: Config,
+  opts: { commandTimeoutMs?: number; redis?: Redis } = {},
+): LookupView | null {
+  if (!config.api.lookupView) return null;
+  return new LookupView(opts.redis ?? lookupViewRedis(config, opts), {
     prefix: `glyphscan:lookup:${config.mongo.database}:${DICTIONARY_ID}:`,
     ttlMs: config.api.lookupViewTtlMs,
+    ownsClient: opts.redis === undefined,
   });
 }
 
@@ -331,7 +347,7 @@ export function openLookupView(config: Config, opts: { commandTimeoutMs?: number
  * is still the domain's latest. An unknown domain's entry is dropped. False when the view was not written.
  */
 export async function refreshLookupView(
-  c: Collections,
+  c: Stores,
   domain: string,
   known?: { scan: ScanDoc; fonts: FontDoc[] },
 ): Promise<boolean> {
@@ -364,7 +380,7 @@ export interface ViewRebuildSummary {
 }
 
 /**
- * Fills the view from MongoDB. FerretDB v1 streams a whole collection several times faster than it
+ * Fills the view from MongoDB. The default server streams a whole collection several times faster than it
  * answers `_id` reads one by one (and `$in` is a full scan per query), so the rebuild reads in
  * passes: up to `chunk` domains from `domains`, then one pass over `scans` picking those domains'
  * latest scans; catalogue entries by `_id` (remembered: few fonts serve many domains). Memory is
@@ -373,7 +389,7 @@ export interface ViewRebuildSummary {
  * rebuild read it (and bounded by the entry TTL like any other).
  */
 export async function rebuildLookupView(
-  c: Collections,
+  c: Stores,
   opts: { batch?: number; chunk?: number; progress?: { write(line: string): unknown } } = {},
 ): Promise<ViewRebuildSummary> {
   const view = c.lookupView;

@@ -1,6 +1,6 @@
 /**
  * Each domain's scans in finish order, for its scan history (GET /v1/domains/{domain}/scans),
- * read and written by `_id` only: FerretDB v1 answers a query of `scans` by domain by reading every
+ * read and written by `_id` only: the default server answers a query of `scans` by domain by reading every
  * stored scan. Pages of PAGE_SIZE entries are documents `<domain>|<n>` of `scan_index`; page 0
  * also says which page is the last (`last`) and whether the index holds every scan of the domain
  * (`complete`: false for a domain that had scans before the index existed; its history is then
@@ -8,20 +8,12 @@
  */
 import type { Collection, Filter } from "mongodb";
 import { mapLimit } from "../../cluster/async.ts";
-import { guardedById, type Collections } from "./database.ts";
-import type { ScanDoc } from "./documents.ts";
+import type { Stores } from "./database.ts";
+import type { ScanDoc, ScanIndexDoc } from "./documents.ts";
 
 export const PAGE_SIZE = 100;
 
-export interface ScanIndexDoc {
-  _id: string;
-  /** Scans of this page: job id and finish time, oldest first. */
-  e: Array<{ j: string; f: Date }>;
-  /** Page 0 only: the number of the last page. */
-  last?: number;
-  /** Page 0 only: whether every scan of the domain is listed. */
-  complete?: boolean;
-}
+export type { ScanIndexDoc };
 
 export type IndexedScan = { jobId: string; finishedAt: Date };
 
@@ -97,10 +89,10 @@ const HISTORY_PROJECTION = { pages: 0, verdicts: 0 } as const;
 
 /**
  * A domain's scans newest first after the cursor: by `_id` through the scan index, or, for a
- * domain scanned before the index existed, by a query on `scans` (on FerretDB a read of every scan).
+ * domain scanned before the index existed, by a query on `scans` (on the default server a read of every scan).
  */
 export async function scanHistory(
-  c: Pick<Collections, "scans" | "scanIndex">,
+  c: Pick<Stores, "scans" | "scanIndex">,
   domain: string,
   limit: number,
   after: { at: Date; id: string } | null,
@@ -132,7 +124,7 @@ export type ReindexSummary = { scans: number; domains: number; indexed: number; 
  * instant between its index read and rewrite is not listed: run it again while results writers run.
  */
 export async function reindexScans(
-  c: Pick<Collections, "scans" | "scanIndex" | "domains" | "atomicConditions">,
+  c: Pick<Stores, "scans" | "scanIndex" | "domains" | "server">,
   opts: { batch?: number; progress?: { write(line: string): unknown } } = {},
 ): Promise<ReindexSummary> {
   const started = performance.now();
@@ -159,10 +151,7 @@ export async function reindexScans(
     const best = newestAssessed.get(domain);
     const doc = best ? await c.domains.findOne({ _id: domain }, { projection: { assessed: 1 } }) : null;
     if (best && doc && !doc.assessed) {
-      const named = await c.domains.updateOne(guardedById(c, domain, { assessed: null }), {
-        $set: { assessed: best },
-      });
-      assessed += named.modifiedCount;
+      if (await c.server.updateIf(c.domains, domain, { assessed: null }, { $set: { assessed: best } })) assessed++;
     }
   });
   return { scans, domains: byDomain.size, indexed, assessed, ms: performance.now() - started };

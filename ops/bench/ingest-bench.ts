@@ -352,7 +352,7 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
     describePlan(await db.collections.domains.find({ _id: "d1.example" }).limit(1).explain()),
   ]);
   // Whether the server applies a conditional update atomically: 40 at once, each conditional on the
-  // value all of them change. MongoDB applies one; guardedById (actors/store/database.ts) relies on this.
+  // value all of them change. MongoDB applies one; the server adapter (actors/store/server-adapter.ts) relies on this.
   const cas = db.db.collection<{ _id: string; v: number }>("bench_cas");
   const applied: number[] = [];
   for (let round = 0; round < 5; round++) {
@@ -365,7 +365,7 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
   results["casAppliedMax"] = Math.max(...applied);
   table.push([
     "40 concurrent conditional updates",
-    `applied per round of 5: ${applied.join(", ")} (atomic: 1; openDatabase says ${String(db.collections.atomicConditions)})`,
+    `applied per round of 5: ${applied.join(", ")} (atomic: 1; the server adapter says ${String(db.collections.server.atomicUpdates)})`,
   ]);
   await db.db.dropDatabase();
   await db.close();

@@ -1,10 +1,12 @@
 /**
- * The due index (actors/frontier/due-index.ts): what the dispatcher reads instead of a query over
- * every domain. Order, moves of nextScanAt, expired leases, crashes between the index write and the
+ * The time wheel (actors/store/due-wheel.ts), the due queue read by `_id` alone: what the dispatcher
+ * reads instead of a query over every domain where the server serves nothing else from an index.
+ * The store is given the wheel whatever the server is. Order, moves of nextScanAt, expired leases, crashes between the index write and the
  * domain write, and a cost per round that does not grow with the frontier.
  */
 import test, { type ExecutionContext } from "ava";
-import { DueIndex } from "../../actors/frontier/due-index.ts";
+import { DueWheel } from "../../actors/store/due-wheel.ts";
+import { ferretDbV1Server } from "../../actors/store/server-adapter.ts";
 import type { DomainStore } from "../../actors/frontier/domain-store.ts";
 import { summarise } from "../../actors/results/results-actor.ts";
 import { frontierStore, scanResultFor } from "../helpers/frontier.ts";
@@ -18,7 +20,8 @@ test.after.always(() => stack?.stop());
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
-const setup = (t: ExecutionContext, frontier: Record<string, unknown> = {}) => frontierStore(stack, t, frontier);
+const setup = (t: ExecutionContext, frontier: Record<string, unknown> = {}) =>
+  frontierStore(stack, t, frontier, { server: ferretDbV1Server });
 
 const admission = (domain: string, source: string, at: Date) => ({
   admission: { domain, seedUrl: `http://${domain}/`, source, region: "local", admittedAt: at.toISOString() },
@@ -112,15 +115,16 @@ test("a crash between the index write and the domain write: no domain twice, non
   const { store, db, config } = await setup(t, { leaseMs: HOUR });
   const t0 = new Date(Date.now() - 2 * HOUR);
   const [staleOne, lost, kept] = await admit(store, names("cr", 3), "t", t0, true);
-  const index = new DueIndex(db.collections.frontierDue, {
+  const index = new DueWheel(db.collections.frontierDue, db.collections.domains, {
     bucketMs: config.frontier.dueBucketMs,
     priorities: [config.frontier.defaultPriority],
+    defaultPriority: config.frontier.defaultPriority,
   });
-  const rank = index.rankOf({}, config.frontier.defaultPriority);
+  const rank = index.rankOf({});
   // Missing: `lost` keeps its domain document but loses its entry (the upsert path's crash window);
   // `direct.test` is written to `domains` directly, without one.
   await db.collections.frontierDue.deleteMany({});
-  await index.add([
+  await index.push([
     { region: "local", rank, domain: staleOne!, due: t0 },
     { region: "local", rank, domain: kept!, due: t0 },
   ]);
@@ -130,7 +134,7 @@ test("a crash between the index write and the domain write: no domain twice, non
   });
   // Stale: the entry of a move of staleOne (to t0 + 10 min) was written, the domain write never happened.
   const moved = new Date(t0.getTime() + 10 * MIN);
-  await index.add([{ region: "local", rank, domain: staleOne!, due: moved }]);
+  await index.push([{ region: "local", rank, domain: staleOne!, due: moved }]);
 
   // staleOne is due at its true time, once; its stale entry at `moved` dispatches nothing.
   const first = await leased(store, new Date(t0.getTime() + MIN));
@@ -185,14 +189,13 @@ test("admissions at once (the frontier actor runs 16): every domain indexed, eac
 test("a round between an entry and its domain write (the entry goes first) keeps the entry", async (t) => {
   const { store, db, config } = await setup(t);
   const now = new Date();
-  const index = new DueIndex(db.collections.frontierDue, {
+  const index = new DueWheel(db.collections.frontierDue, db.collections.domains, {
     bucketMs: config.frontier.dueBucketMs,
     priorities: [config.frontier.defaultPriority],
+    defaultPriority: config.frontier.defaultPriority,
   });
   const [template] = await admit(store, names("tp", 1), "t", new Date(now.getTime() + HOUR), true);
-  await index.add([
-    { region: "local", rank: index.rankOf({}, config.frontier.defaultPriority), domain: "inflight.test", due: now },
-  ]);
+  await index.push([{ region: "local", rank: index.rankOf({}), domain: "inflight.test", due: now }]);
   t.deepEqual(await leased(store, now), [], "no domain document yet");
   await db.collections.domains.insertOne({
     ...(await db.collections.domains.findOne({ _id: template! }))!,

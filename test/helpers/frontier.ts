@@ -6,16 +6,26 @@ import type { ExecutionContext } from "ava";
 import type { KV } from "@nats-io/kv";
 import { DomainStore } from "../../actors/frontier/domain-store.ts";
 import { openDatabase } from "../../actors/store/database.ts";
+import type { ServerAdapter } from "../../actors/store/server-adapter.ts";
 import { NodeRegistration } from "../../cluster/mod.ts";
 import type { ScanJob, ScanResult } from "../../protocol/mod.ts";
 import { uniqueName, type TestStack } from "./stack.ts";
 
-/** A frontier's store on the stack, with these frontier settings; closed when the test ends. */
-export async function frontierStore(stack: TestStack, t: ExecutionContext, frontier: Record<string, unknown> = {}) {
+/**
+ * A frontier's store on the stack, with these frontier settings; closed when the test ends. With
+ * `server`, the store uses that adapter's implementations instead of the detected server's.
+ */
+export async function frontierStore(
+  stack: TestStack,
+  t: ExecutionContext,
+  frontier: Record<string, unknown> = {},
+  { server }: { server?: ServerAdapter } = {},
+) {
   const config = stack.config({ roles: ["frontier"], frontier });
   const db = await openDatabase(config);
   t.teardown(() => db.close());
-  return { config, db, store: new DomainStore(db.collections, config.frontier) };
+  const stores = server ? { ...db.collections, server } : db.collections;
+  return { config, db, stores, store: new DomainStore(stores, config.frontier) };
 }
 
 /** The result a scanner publishes for `job`: a static-path success unless `report` says otherwise. */
