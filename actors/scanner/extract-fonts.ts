@@ -67,7 +67,7 @@ const BLOCKED_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp", "avif", "bmp", 
  */
 const LATE_SETTLE_MS = 5_000;
 /** Timers the settle waits for: "load the fonts shortly after start" runs within a second or two. */
-const TIMER_LIMITS = { maxTimerMs: 2_000, maxTimerDepth: 3, maxTimers: 50 };
+const TIMER_LIMITS = { maxTimerMs: 2_000, maxTimerDepth: 3, maxTimers: 50, maxTimersPerSite: 2 };
 
 export async function extractFonts(page: Page, url: string, opts: ExtractOptions): Promise<PageExtraction> {
   const capturing = await startCapture(page, opts);

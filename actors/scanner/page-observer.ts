@@ -7,7 +7,8 @@
  *   a constructed sheet replaced or adopted;
  * - short timers still due count as pending work: a script that inserts its font stylesheet
  *   600 ms after DOMContentLoaded has nothing on the network until then. Only the first few links
- *   of a timer chain, and a bounded number per page, count, so a polling loop cannot hold a scan.
+ *   of a timer chain, two timers per call site (stack), and a bounded number per page count, so a
+ *   polling loop (a timer chain, or `await sleep()` in a loop) cannot hold a scan.
  * The wrappers are Proxies, so the page still sees native functions.
  */
 
@@ -19,8 +20,9 @@ export type ObserverLimits = {
   maxTimerMs: number;
   /** Links of a timer chain (a timer set by a timer's callback) that count. */
   maxTimerDepth: number;
-  /** Timers per page that count. */
+  /** Timers per page, and per call site, that count. */
   maxTimers: number;
+  maxTimersPerSite: number;
 };
 
 /** What the page reports at each settle poll; `lastActivityAt` is epoch ms, null before any. */
@@ -129,14 +131,22 @@ export function installPageObserver(limits: ObserverLimits): void {
 
   // Timers: callbacks run with the depth of the chain that set them.
   const due = new Set<unknown>();
+  const perSite = new Map<string, number>();
   let depth = 0;
   let counted = 0;
+  /** Counts one more timer from the calling stack; false once that site has had its share. */
+  const fromNewSite = (): boolean => {
+    const site = new Error().stack ?? "";
+    const n = perSite.get(site) ?? 0;
+    perSite.set(site, n + 1);
+    return n < limits.maxTimersPerSite;
+  };
   window.setTimeout = new Proxy(setTimeout, {
     apply(target, self, args: unknown[]) {
       const [fn, delay, ...rest] = args;
       const ms = Number(delay) || 0;
       const track = typeof fn === "function" && ms <= limits.maxTimerMs && depth < limits.maxTimerDepth;
-      if (!track || counted >= limits.maxTimers) return Reflect.apply(target, self, args) as number;
+      if (!track || counted >= limits.maxTimers || !fromNewSite()) return Reflect.apply(target, self, args) as number;
       counted++;
       const mine = depth + 1;
       const run = function (this: unknown, ...callArgs: unknown[]): unknown {

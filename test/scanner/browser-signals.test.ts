@@ -83,6 +83,15 @@ const routes: Record<string, (req: http.IncomingMessage, res: http.ServerRespons
   "/plain": (_, res) =>
     res.end(`<!doctype html><style>${face("Plain", "/inter.woff2")} p { font-family: Plain; }</style><p>Plain</p>
       <script>document.title = "scripted";</script>`),
+  // Work that never ends but brings no fonts: a timer chain, a sleep loop, an interval, animation frames.
+  "/busy-forever": (_, res) =>
+    res.end(`<!doctype html><style>${face("Busy", "/inter.woff2")} p { font-family: Busy; }</style><p>Busy</p>
+      <script>
+        const poll = () => setTimeout(poll, 50); poll();
+        (async () => { for (;;) await new Promise((resolve) => setTimeout(resolve, 100)); })();
+        setInterval(() => { document.title = String(Date.now()); }, 30);
+        const frame = () => requestAnimationFrame(frame); frame();
+      </script>`),
   // A request that never ends: the settle gives up at its budget and still reports what it saw.
   "/hanging-fetch": (_, res) =>
     res.end(`<!doctype html><style>${face("Still", "/lato.woff2")} p { font-family: Still; }</style><p>Still</p>
@@ -177,6 +186,17 @@ test.serial("a page with no late activity settles quiet, soon after its quiet in
   const settle = report.pages[0]?.settle;
   t.is(settle?.ended, "quiet");
   t.true((settle?.ms ?? Infinity) < 300 + 700, `settled in ${settle?.ms} ms`);
+});
+
+test.serial("a page that polls forever with timers still settles quiet", async (t) => {
+  const report = await scan(at("/busy-forever"));
+  const settle = report.pages[0]?.settle;
+  t.is(settle?.ended, "quiet");
+  t.true((settle?.ms ?? Infinity) < 2_000, `settled in ${settle?.ms} ms`);
+  t.like(
+    report.faces.find((f) => f.family === "Busy"),
+    { used: true, fileSha256: [sha256Hex(inter)] },
+  );
 });
 
 test.serial("a request that never ends stops the settle at its budget, with the fonts seen so far", async (t) => {
