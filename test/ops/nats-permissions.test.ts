@@ -11,14 +11,14 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { SignJWT } from "jose";
 import { parse } from "yaml";
 import { startApi, type RunningApi } from "../../actors/api/server.ts";
 import { startNode } from "../../actors/compose.ts";
 import { openDatabase, type Database } from "../../actors/store/database.ts";
-import { createLogger, publishMessage, type ClusterNode } from "../../cluster/mod.ts";
+import { createLogger, listDeadLetters, publishMessage, type ClusterNode } from "../../cluster/mod.ts";
 import { submitUrls } from "../../bin/commands/submit.ts";
 import { startCorpus, type Corpus } from "../../ops/demo/corpus.ts";
 import {
@@ -159,18 +159,25 @@ test.serial("the pipeline runs end to end with every role under its own user", a
   let db: Database | undefined;
   let api: RunningApi | undefined;
   const feed = await login("feed-extension");
+  const operator = await login("operator");
   try {
-    const control = nodeConfig("control-eu", database, { roles: ["coordinator", "frontier", "results"] });
+    // Fallbacks switch on the coordinator's region probes (job streams, registry), within a long grace.
+    const control = nodeConfig("control-eu", database, {
+      roles: ["coordinator", "frontier", "results"],
+      coordinator: { fallbackRegions: { eu: "us" }, regionProbeMs: 500 },
+    });
     nodes.push(await startNode(control, log));
     nodes.push(await startNode(nodeConfig("scanner-eu", database, { roles: ["scanner"] }), log));
     api = await startApi(nodeConfig("api-eu", database), submitUrls, log);
     db = await openDatabase(control);
 
     const [viaFeed, viaApi] = corpus.sites;
+    // A malformed URL beside the site: the coordinator dead-letters it under its own user.
+    const urls = [viaFeed!.url, "http://exa mple.test/"];
     await publishMessage(jetstream(feed), {
       subject: subjects.feed("extension"),
-      schema: "feed-submission",
-      body: { url: viaFeed!.url, source: "extension", submittedAt: new Date().toISOString(), regionHint: "eu" },
+      schema: "feed-batch",
+      body: { urls, source: "extension", submittedAt: new Date().toISOString(), regionHint: "eu" },
       msgId: msgIds.feed("extension", viaFeed!.domain),
     });
     const res = await fetch(`${api.url}/v1/submissions`, {
@@ -192,11 +199,19 @@ test.serial("the pipeline runs end to end with every role under its own user", a
         [...new Set(site.expectedFiles.map((f) => f.sha256))].sort(),
       );
     }
+    const letters = await eventually("the malformed URL's dead letter", async () => {
+      const found = await listDeadLetters(await jetstreamManager(operator));
+      return found.some((dl) => dl.stage === "coordinator") ? found : undefined;
+    });
+    t.true(
+      letters.every((dl) => dl.stage === "coordinator" && dl.code === "rejected-input"),
+      JSON.stringify(letters),
+    );
   } finally {
     await api?.close();
     for (const node of nodes.reverse()) await node.stop();
     await db?.close();
-    await feed.close();
+    await Promise.all([feed.close(), operator.close()]);
     await corpus.close();
   }
   // Through start, work and drain: nothing any role does was refused.
@@ -204,7 +219,8 @@ test.serial("the pipeline runs end to end with every role under its own user", a
 });
 
 async function apiToken(config: ReturnType<typeof nodeConfig>): Promise<string> {
-  return new SignJWT({ scope: "submit" })
+  // Tokens name the regions they may route to (actors/api/auth.ts); the source stays the default.
+  return new SignJWT({ scope: "submit", regions: ["eu"] })
     .setProtectedHeader({ alg: "HS256" })
     .setIssuer(config.api.jwtIssuer)
     .setAudience(config.api.jwtAudience)
