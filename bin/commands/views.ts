@@ -4,7 +4,8 @@
  * Lookups answer without it (from MongoDB, slower); the rebuild is safe while writers run.
  */
 import { openDatabase } from "../../actors/store/database.ts";
-import { openLookupView, rebuildLookupView, type ViewRebuildSummary } from "../../actors/store/lookup-view.ts";
+import { rebuildLookupView, type ViewRebuildSummary } from "../../actors/store/lookup-rebuild.ts";
+import { openLookupView } from "../../actors/store/lookup-view.ts";
 import type { Config } from "../../config/mod.ts";
 
 export async function rebuildViews(
