@@ -151,7 +151,10 @@ test.serial("a font fetched by script and built from bytes is caught by its magi
   t.is(report.status, "ok");
   t.like(report.files, [{ sha256: sha256Hex(roboto), via: "script-fetch", url: base("/font.bin") }]);
   t.is(report.files[0]!.metadata?.family, "Roboto");
-  t.like(report.faces, [{ family: "Fetched", used: true, declaredIn: "font-face-api", srcUrls: [], fileSha256: [] }]);
+  // The face holds the fetched bytes, so it is linked to that file by SHA-256.
+  t.like(report.faces, [
+    { family: "Fetched", used: true, declaredIn: "font-face-api", srcUrls: [], fileSha256: [sha256Hex(roboto)] },
+  ]);
 });
 
 test.serial("a script redirect after load is followed and the landing document inventoried", async (t) => {
