@@ -21,6 +21,7 @@ import { startApi } from "../actors/api/server.ts";
 import { bloomStats, formatBloomStats, formatRebuild, rebuildSeenFilter } from "./commands/bloom.ts";
 import { formatReindex, reindex } from "./commands/scans.ts";
 import { formatViewRebuild, rebuildViews } from "./commands/views.ts";
+import { formatScans, parseScanFlags, scanNow } from "./commands/scan.ts";
 
 const program = new Command("glyphscan")
   .description("Find the web fonts every website uses, on a cluster of actors over NATS JetStream")
@@ -283,6 +284,28 @@ scans
     const { config } = commandContext(globals());
     const summary = await reindex(config, { ...opts, progress: process.stderr });
     process.stdout.write(`${formatReindex(summary)}\n`);
+  });
+
+program
+  .command("scan <urls...>")
+  .description(
+    "scan sites now in this process, without the cluster, and print what they use (--json: the scan reports)",
+  )
+  .option("--json", "print each site's scan report as JSON, one per line")
+  .option(
+    "--allow-host <pattern[=address]>",
+    "let hosts matching the pattern resolve to private addresses, optionally mapped to ADDRESS; repeatable",
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .action(async (urls: string[], opts: { json?: boolean; allowHost: string[] }) => {
+    const request = parseScanFlags(urls, opts);
+    const { config } = commandContext({ logLevel: "warn", ...globals() });
+    const sites = await scanNow(config, request);
+    const out = request.json ? sites.map((s) => JSON.stringify(s.report)).join("\n") : formatScans(sites);
+    process.stdout.write(`${out}\n`);
+    if (sites.some((s) => s.report.status !== "ok")) process.exitCode = 1;
   });
 
 program.parseAsync().catch((err: unknown) => {
