@@ -62,15 +62,49 @@ export function freeNonOpenLicence(
 }
 
 /**
- * Font families open by their publisher's statement though their files may say nothing: Font
- * Awesome Free (and Brands) fonts are OFL-1.1 (icons CC BY 4.0, code MIT), as was Font Awesome 4.
- * Pro families are commercial and do not match.
+ * Font families licensed by their publisher's statement though their files may say nothing (or
+ * only "all rights reserved"), most of them icon fonts shipped inside a framework under the
+ * framework's licence. Each row names where the statement is made. Pro families are commercial
+ * and do not match. Remix Icon's licence is free for websites but not an open-source licence.
  */
-export function knownOpenFamily(family: string | null): { licence: OpenLicence; source: string } | null {
+export const PUBLISHER_STATEMENTS: ReadonlyArray<{ family: RegExp; licence: string; source: string }> = [
+  {
+    family: /^(font ?awesome( \d+)? (free|brands)\b|fontawesome$|font awesome v4 compatibility$)/i,
+    licence: "OFL-1.1",
+    source: "Font Awesome Free (fonts under SIL OFL 1.1, its LICENSE.txt)",
+  },
+  {
+    family: /^glyphicons halflings$/i,
+    licence: "MIT",
+    source: "Glyphicons Halflings as bundled with Bootstrap 3 (under Bootstrap's MIT licence, its README)",
+  },
+  { family: /^bootstrap-icons$/i, licence: "MIT", source: "Bootstrap Icons (MIT, its LICENSE)" },
+  {
+    family: /^material design icons$/i,
+    licence: "Apache-2.0",
+    source: "Material Design Icons by Pictogrammers (fonts under Apache 2.0, its LICENSE)",
+  },
+  {
+    family: /^material icons( outlined| round| sharp| two tone)?$/i,
+    licence: "Apache-2.0",
+    source: "Google's Material Icons (Apache 2.0, its LICENSE)",
+  },
+  {
+    family: /^mjx-ncm-[a-z0-9-]+$/i,
+    licence: "Apache-2.0",
+    source: "MathJax's New Computer Modern web fonts (@mathjax/mathjax-newcm-font, Apache 2.0)",
+  },
+  {
+    family: /^remixicon$/i,
+    licence: "Remix-Icon-License-1.0",
+    source: "Remix Icon (Remix Icon License v1.0: free for websites and apps, not an open-source licence)",
+  },
+];
+
+export function knownOpenFamily(family: string | null): { licence: string; source: string } | null {
   if (!family) return null;
-  if (/^font ?awesome( \d+)? (free|brands)\b/i.test(family.trim()) || /^fontawesome$/i.test(family.trim()))
-    return { licence: "OFL-1.1", source: "Font Awesome Free (fonts under SIL OFL 1.1)" };
-  return null;
+  const row = PUBLISHER_STATEMENTS.find((r) => r.family.test(family.trim()));
+  return row ? { licence: row.licence, source: row.source } : null;
 }
 
 export interface CatalogueEntry {
@@ -100,7 +134,7 @@ interface GoogleLicenceEntry {
 
 /** Words that end a family name in a file but not in a catalogue: "Merriweather Light 18pt". */
 const STYLE_WORD =
-  /^(thin|hairline|extralight|ultralight|light|book|regular|normal|medium|semibold|demibold|bold|extrabold|ultrabold|black|heavy|italic|oblique|condensed|expanded|variable|vf|\d+pt)$/i;
+  /^(?:thin|hairline|extralight|ultralight|light|book|regular|normal|medium|semibold|demibold|bold|extrabold|ultrabold|black|heavy|italic|oblique|condensed|expanded|variable|vf|\d+pt)$/i;
 
 function buildCatalogue(entries: Iterable<CatalogueEntry & { family: string }>): OpenCatalogue {
   const byKey = new Map<string, CatalogueEntry>();
