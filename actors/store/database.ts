@@ -5,38 +5,16 @@
  * Only features every server we run on has are used: no transactions, change streams or TTL
  * indexes, and no dots in field names.
  */
-import { MongoClient, type Collection, type Db, type MongoClientOptions } from "mongodb";
+import { MongoClient, type Db, type MongoClientOptions } from "mongodb";
 import type { Redis } from "ioredis";
 import type { Config } from "../../config/mod.ts";
-import type {
-  DomainDoc,
-  DueWheelDoc,
-  FontDoc,
-  HostDoc,
-  LicenseDoc,
-  LicenseDomainDoc,
-  ScanDoc,
-  ScanIndexDoc,
-} from "./documents.ts";
+import { collectionsOf, type Collections } from "./collections.ts";
+import type { HostDoc } from "./documents.ts";
 import { openLookupView, type LookupView } from "./lookup-view.ts";
 import { serverAdapterOf, type ServerAdapter } from "./server-adapter.ts";
 
-export type { HostDoc };
-
-/** The MongoDB collections. */
-export interface Collections {
-  domains: Collection<DomainDoc>;
-  scans: Collection<ScanDoc>;
-  /** Each domain's scans in finish order, read by `_id` (scan-index.ts). */
-  scanIndex: Collection<ScanIndexDoc>;
-  fonts: Collection<FontDoc>;
-  licenses: Collection<LicenseDoc>;
-  licenseDomains: Collection<LicenseDomainDoc>;
-  /** Per-IP politeness: the live leases on each IP address of a region. */
-  frontierHosts: Collection<HostDoc>;
-  /** The due queue's own documents where the server keeps it as a time wheel (due-wheel.ts). */
-  frontierDue: Collection<DueWheelDoc>;
-}
+export { collectionsOf };
+export type { Collections, HostDoc };
 
 /** The collections, what the server can do, and the lookup view: everything store code is passed. */
 export interface Stores extends Collections {
@@ -62,20 +40,6 @@ export interface OpenDatabaseOptions {
    * Absent: with `api.lookupView` on, the view opens a connection of its own and close() ends it.
    */
   lookupRedis?: Redis;
-}
-
-/** The collections of `db`. */
-export function collectionsOf(db: Db): Collections {
-  return {
-    domains: db.collection<DomainDoc>("domains"),
-    scans: db.collection<ScanDoc>("scans"),
-    scanIndex: db.collection<ScanIndexDoc>("scan_index"),
-    fonts: db.collection<FontDoc>("fonts"),
-    licenses: db.collection<LicenseDoc>("licenses"),
-    licenseDomains: db.collection<LicenseDomainDoc>("license_domains"),
-    frontierHosts: db.collection<HostDoc>("frontier_hosts"),
-    frontierDue: db.collection<DueWheelDoc>("frontier_due"),
-  };
 }
 
 /** Connects to MongoDB, asks the server what it can do, and creates the indexes it uses. */

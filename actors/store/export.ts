@@ -7,7 +7,7 @@
  */
 import type { Filter } from "mongodb";
 import { VERDICT_KINDS } from "../../protocol/mod.ts";
-import type { Collections } from "./database.ts";
+import type { Collections } from "./collections.ts";
 import type { DomainDoc, FontVerdict, ScanDoc, Verdict, VerdictEvidence } from "./documents.ts";
 
 export interface ExportFilter {

@@ -1,5 +1,5 @@
 /** The read behind every lookup: a domain, its latest scan, and the catalogue entries of that scan's files. */
-import type { Collections } from "./database.ts";
+import type { Collections } from "./collections.ts";
 import type { DomainDoc, FontDoc, ScanDoc } from "./documents.ts";
 
 export interface LatestScan {

@@ -2,9 +2,8 @@
  * `glyphscan views rebuild`: fills the lookup view (lookup-view.ts) from MongoDB, for a view that
  * was flushed, lost or written by an older dictionary.
  */
-import type { Stores } from "./database.ts";
 import type { DomainDoc, FontDoc, ScanDoc } from "./documents.ts";
-import { lookupEntry, type LookupEntry } from "./lookup-view.ts";
+import { lookupEntry, type LookupEntry, type ViewStores } from "./lookup-view.ts";
 
 export interface ViewRebuildSummary {
   /** Domains in MongoDB (estimated count) when the rebuild started. */
@@ -26,7 +25,7 @@ export interface ViewRebuildSummary {
  * rebuild read it (and bounded by the entry TTL like any other).
  */
 export async function rebuildLookupView(
-  c: Stores,
+  c: ViewStores,
   opts: { batch?: number; chunk?: number; progress?: { write(line: string): unknown } } = {},
 ): Promise<ViewRebuildSummary> {
   const view = c.lookupView;

@@ -24,7 +24,7 @@ import { createHash } from "node:crypto";
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { Redis } from "ioredis";
 import type { Config } from "../../config/mod.ts";
-import type { Stores } from "./database.ts";
+import type { Collections } from "./collections.ts";
 import type { DomainDoc, FontDoc, ScanDoc } from "./documents.ts";
 import { readLatestScan, type LatestScan } from "./latest-scan.ts";
 
@@ -176,6 +176,9 @@ export function unpackEntry(b: Buffer): LookupEntry {
     },
   };
 }
+
+/** The collections and the view over them. */
+export type ViewStores = Collections & { lookupView: LookupView | null };
 
 export interface LookupViewOptions {
   /** Keys are `<prefix><domain>`. */
@@ -347,7 +350,7 @@ export function openLookupView(
  * is still the domain's latest. An unknown domain's entry is dropped. False when the view was not written.
  */
 export async function refreshLookupView(
-  c: Stores,
+  c: ViewStores,
   domain: string,
   known?: { scan: ScanDoc; fonts: FontDoc[] },
 ): Promise<boolean> {

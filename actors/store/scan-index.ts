@@ -8,8 +8,9 @@
  */
 import type { Collection, Filter } from "mongodb";
 import { mapLimit } from "../../cluster/async.ts";
-import type { Stores } from "./database.ts";
+import type { Collections } from "./collections.ts";
 import type { ScanDoc, ScanIndexDoc } from "./documents.ts";
+import type { ServerAdapter } from "./server-adapter.ts";
 
 export const PAGE_SIZE = 100;
 
@@ -92,7 +93,7 @@ const HISTORY_PROJECTION = { pages: 0, verdicts: 0 } as const;
  * domain scanned before the index existed, by a query on `scans` (on the default server a read of every scan).
  */
 export async function scanHistory(
-  c: Pick<Stores, "scans" | "scanIndex">,
+  c: Pick<Collections, "scans" | "scanIndex">,
   domain: string,
   limit: number,
   after: { at: Date; id: string } | null,
@@ -124,7 +125,7 @@ export type ReindexSummary = { scans: number; domains: number; indexed: number; 
  * instant between its index read and rewrite is not listed: run it again while results writers run.
  */
 export async function reindexScans(
-  c: Pick<Stores, "scans" | "scanIndex" | "domains" | "server">,
+  c: Pick<Collections, "scans" | "scanIndex" | "domains"> & { server: ServerAdapter },
   opts: { batch?: number; progress?: { write(line: string): unknown } } = {},
 ): Promise<ReindexSummary> {
   const started = performance.now();
