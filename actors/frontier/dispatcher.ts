@@ -86,7 +86,7 @@ export class Dispatcher implements Service {
         });
     };
     loop();
-    // The slow sweep puts back due-index entries a crash left missing (see due-index.ts).
+    // The slow sweep puts back due entries a crash left missing (DueQueue.repair, store/due-queue.ts).
     const sweep = () => {
       if (this.state !== "running") return;
       this.#sweep = (this.leading ? this.#store.repairDueIndex(this.#region) : Promise.resolve(0))

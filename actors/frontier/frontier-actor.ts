@@ -1,4 +1,4 @@
-/** Admissions into the frontier: insert the domain due now (indexed first); a known one only gains the source. */
+/** Admissions into the frontier: insert the domain due now (its due entry first); a known one only gains the source. */
 import type { ActorDefinition } from "../../cluster/actor.ts";
 import { consumers, streams } from "../../protocol/mod.ts";
 import type { DomainStore } from "./domain-store.ts";
