@@ -27,7 +27,15 @@ export interface AuthOptions {
   /** Sources the HTTP API may publish submissions as (its `source` field). */
   apiSources: readonly string[];
   topologyAtStart: boolean;
+  /**
+   * Each user receives replies only under its own prefix (`userInbox`), so no user can read
+   * another's replies (pull deliveries, KV reads). Needs clients connecting with that `inboxPrefix`.
+   */
+  userInboxes?: boolean;
 }
+
+/** The reply prefix of a user when `userInboxes` is on. */
+export const userInbox = (user: string) => `_INBOX_${user}`;
 
 /** The arguments ops/deploy/nats/auth.conf is generated with (compose's two regions, its feeds). */
 export const DEPLOY_ARGS = ["--regions", "eu,us", "--sources", "extension,common-crawl", "--api-sources", "api"];
@@ -89,7 +97,16 @@ export function renderAuthConf(users: readonly BusUser[], opts: AuthOptions, com
       : []),
     "authorization {",
     "  users = [",
-    ...users.flatMap((u) => renderUser(u, permissionsFor(u.roles, { ...base, nodeIds: u.nodeIds }))),
+    ...users.flatMap((u) =>
+      renderUser(
+        u,
+        permissionsFor(u.roles, {
+          ...base,
+          nodeIds: u.nodeIds,
+          inboxPrefix: opts.userInboxes ? userInbox(u.user) : undefined,
+        }),
+      ),
+    ),
     "  ]",
     "}",
     "",
@@ -116,6 +133,7 @@ export function parseAuthArgs(argv: readonly string[]): { opts: AuthOptions; out
       sources: { type: "string", default: "" },
       "api-sources": { type: "string", default: "api" },
       "operator-topology": { type: "boolean", default: false },
+      "user-inboxes": { type: "boolean", default: false },
       out: { type: "string" },
     },
     strict: true,
@@ -125,6 +143,7 @@ export function parseAuthArgs(argv: readonly string[]): { opts: AuthOptions; out
     sources: list(values.sources, SOURCE_PATTERN, "source"),
     apiSources: list(values["api-sources"], SOURCE_PATTERN, "source"),
     topologyAtStart: !values["operator-topology"],
+    userInboxes: values["user-inboxes"],
   };
   if (opts.regions.length === 0) throw new Error("--regions is required, e.g. --regions eu,us");
   const command = [
@@ -133,6 +152,7 @@ export function parseAuthArgs(argv: readonly string[]): { opts: AuthOptions; out
     ...(opts.sources.length > 0 ? [`--sources ${opts.sources.join(",")}`] : []),
     `--api-sources ${opts.apiSources.join(",")}`,
     ...(opts.topologyAtStart ? [] : ["--operator-topology"]),
+    ...(opts.userInboxes ? ["--user-inboxes"] : []),
   ].join(" ");
   return { opts, ...(values.out ? { out: values.out } : {}), command };
 }

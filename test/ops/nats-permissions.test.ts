@@ -4,7 +4,6 @@
  * under its own user and no permission violation, and each user is refused outside its subjects.
  */
 import test, { type ExecutionContext } from "ava";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -27,11 +26,13 @@ import {
   parseAuthArgs,
   passwordVar,
   renderAuthConf,
+  userInbox,
   type BusUser,
 } from "../../ops/nats-auth.ts";
 import { buckets, leaderKey, msgIds, nodeKey, streams, subjects } from "../../protocol/mod.ts";
 import { NODE_ROLES, jsApi, permissionsFor } from "../../protocol/permissions.ts";
-import { freePort, startMongo, startRedis, toolPaths, type ManagedServer } from "../harness/servers.ts";
+import { startMongo, startRedis, type ManagedServer } from "../harness/servers.ts";
+import { startAuthServer, type AuthServer } from "./nats-auth-server.ts";
 import { eventually, testConfig } from "../helpers/stack.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -40,59 +41,7 @@ const shipped = parseAuthArgs(DEPLOY_ARGS);
 const users = deploymentUsers(shipped.opts);
 const passwords = Object.fromEntries(users.map((u) => [u.user, randomBytes(12).toString("hex")]));
 
-interface AuthServer {
-  url: string;
-  log(): string;
-  stop(): Promise<void>;
-}
-
-/** A one-server JetStream nats-server whose config includes `authFile` (relative, as the deploy does). */
-async function startAuthServer(authFile: string, env: Record<string, string>): Promise<AuthServer> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "glyphscan-perms-"));
-  const port = await freePort();
-  const logFile = path.join(dir, "nats.log");
-  writeFileSync(
-    path.join(dir, "nats.conf"),
-    [
-      `listen: "127.0.0.1:${port}"`,
-      `server_name: "perms-${port}"`,
-      `jetstream { store_dir: ${JSON.stringify(dir)} }`,
-      `log_file: ${JSON.stringify(logFile)}`,
-      `include ${JSON.stringify(path.relative(dir, authFile))}`,
-      "",
-    ].join("\n"),
-  );
-  const server: ChildProcess = spawn((await toolPaths())["NATS_SERVER"]!, ["-c", path.join(dir, "nats.conf")], {
-    env: { PATH: process.env["PATH"], ...env },
-    stdio: "ignore",
-  });
-  const exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
-  const url = `nats://127.0.0.1:${port}`;
-  const log = () => {
-    try {
-      return readFileSync(logFile, "utf8");
-    } catch {
-      return "";
-    }
-  };
-  const stop = async () => {
-    server.kill("SIGTERM");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  };
-  await eventually(`nats-server on ${url}`, async () => {
-    if (server.exitCode !== null) throw new Error(`nats-server exited: ${log()}`);
-    const nc = await connect({ servers: url, user: "operator", pass: env[passwordEnv("operator")]!, reconnect: false });
-    await nc.close();
-    return true;
-  }).catch(async (err: unknown) => {
-    await stop();
-    throw err;
-  });
-  return { url, log, stop };
-}
-
-const passwordEnv = (user: string) => users.find((u) => u.user === user)?.passwordVar ?? `PASS_${user}`;
+const asOperator = { user: "operator", pass: passwords["operator"]! };
 const serverEnv = (list: readonly BusUser[]) =>
   Object.fromEntries(list.map((u) => [u.passwordVar, passwords[u.user] ?? "unused"]));
 
@@ -101,7 +50,11 @@ let redis: ManagedServer;
 let mongo: ManagedServer;
 
 test.before(async () => {
-  [nats, redis, mongo] = await Promise.all([startAuthServer(AUTH_CONF, serverEnv(users)), startRedis(), startMongo()]);
+  [nats, redis, mongo] = await Promise.all([
+    startAuthServer(AUTH_CONF, serverEnv(users), asOperator),
+    startRedis(),
+    startMongo(),
+  ]);
 });
 
 test.after.always(async () => {
@@ -330,10 +283,11 @@ test.serial("with its node id in its user, a scanner may write only its own regi
   const file = path.join(dir, "auth.conf");
   writeFileSync(file, renderAuthConf([node, operator], shipped.opts, "per-node test"));
   const pass = randomBytes(12).toString("hex");
-  const server = await startAuthServer(file, {
-    [node.passwordVar]: pass,
-    [operator.passwordVar]: passwords["operator"]!,
-  });
+  const server = await startAuthServer(
+    file,
+    { [node.passwordVar]: pass, [operator.passwordVar]: asOperator.pass },
+    asOperator,
+  );
   const op = await connect({ servers: server.url, user: "operator", pass: passwords["operator"], reconnect: false });
   const nc = await connect({ servers: server.url, user: node.user, pass, reconnect: false });
   try {
@@ -359,4 +313,46 @@ test("with topology left to the operator, nodes may not create or update streams
   }
   const withTopology = permissionsFor([{ kind: "scanner", region: "eu" }], { ...opts, topologyAtStart: true });
   t.true(withTopology.publish.allow.includes(jsApi.streamUpdate(streams.feeds)), "today's start-up needs it");
+});
+
+test.serial("with user inboxes, a user's replies cannot be read by another user", async (t) => {
+  const opts = { ...shipped.opts, userInboxes: true };
+  const dir = mkdtempSync(path.join(os.tmpdir(), "glyphscan-perms-inbox-"));
+  const file = path.join(dir, "auth.conf");
+  writeFileSync(file, renderAuthConf(users, opts, "user-inbox test"));
+  const server = await startAuthServer(file, serverEnv(users), asOperator);
+  const as = (user: string, inbox: boolean) =>
+    connect({
+      servers: server.url,
+      user,
+      pass: passwords[user],
+      reconnect: false,
+      ...(inbox ? { inboxPrefix: userInbox(user) } : {}),
+    });
+  const [op, feed, scanner, plainFeed] = await Promise.all([
+    as("operator", false),
+    as("feed-extension", true),
+    as("scanner-eu", true),
+    as("feed-extension", false),
+  ]);
+  try {
+    await jetstreamManager(op).then((jsm) => jsm.streams.add({ name: streams.feeds, subjects: [subjects.feedAll] }));
+    const ack = await jetstream(feed).publish(subjects.feed("extension"), "{}");
+    t.true(ack.seq > 0, "the feed gets its acks on its own inbox");
+    const heard = (async () => {
+      for await (const s of scanner.status()) if (s.type === "error") return String(s.error);
+      return "";
+    })();
+    scanner.subscribe(`${userInbox("feed-extension")}.>`);
+    t.regex(await heard, /permissions violation for subscription/i, "the scanner may not listen on the feed's inbox");
+    // A client on the shared _INBOX prefix gets no acks at all: connectNats must pass the user's prefix.
+    const noInbox = await t.throwsAsync(
+      jetstream(plainFeed, { timeout: 2_000 }).publish(subjects.feed("extension"), "{}"),
+    );
+    t.regex(String(noInbox?.message), /permissions violation for subscription to "_INBOX\./i);
+  } finally {
+    await Promise.all([op, feed, scanner, plainFeed].map((nc) => nc.close()));
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
