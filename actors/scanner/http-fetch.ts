@@ -93,7 +93,10 @@ function requestOnce(u: URL, address: string, opts: FetchOptions): Promise<Raw> 
         res.on("error", (err) => reject(new FetchError(err.message)));
         readCapped(decoded(res, res.headers["content-encoding"]), opts.maxBytes).then(
           (body) => resolve({ status, location: null, contentType, body }),
-          reject,
+          (err: Error) => {
+            reject(err);
+            res.destroy(); // a bomb cut at the cap: drop the connection rather than leave it paused
+          },
         );
       },
     );
@@ -126,7 +129,10 @@ function readCapped(stream: Readable, maxBytes: number): Promise<Buffer> {
     stream.on("data", (chunk: Buffer) => {
       size += chunk.length;
       if (size > maxBytes) {
-        stream.destroy(new FetchError(`body exceeds ${maxBytes} bytes`));
+        // Counted after decoding: a 1 MB gzip body stops here, at the cap, not at 1 GiB.
+        const err = new FetchError(`body exceeds ${maxBytes} bytes`);
+        reject(err); // before any error the cut itself causes (a reset connection)
+        stream.destroy(err);
         return;
       }
       chunks.push(chunk);
