@@ -42,43 +42,7 @@ const WIRING = ["compose.ts", "wiring"];
  * debt is left out of the rule and the cycle check; one that no longer exists is reported so that
  * the list only shrinks.
  */
-const KNOWN_DEBTS: ReadonlyArray<{ from: string; to: string; why: string }> = [
-  {
-    from: "actors/store/database.ts",
-    to: "actors/frontier/due-index.ts",
-    why: "the store names the due index's document type: it belongs in store/documents.ts",
-  },
-  {
-    from: "actors/store/documents.ts",
-    to: "actors/licensing/compliance.ts",
-    why: "stored documents use licensing's summary type, and licensing reads the store: a cycle",
-  },
-  {
-    from: "actors/store/documents.ts",
-    to: "actors/licensing/verdict.ts",
-    why: "stored documents use licensing's verdict types: they belong with the documents",
-  },
-  {
-    from: "actors/store/export.ts",
-    to: "actors/licensing/verdict.ts",
-    why: "the export reads licensing's verdict types: they belong with the documents",
-  },
-  {
-    from: "actors/store/latest-scan.ts",
-    to: "actors/store/database.ts",
-    why: "takes the Collections type from database.ts, which imports it back: the type belongs in a file of its own",
-  },
-  {
-    from: "actors/store/lookup-view.ts",
-    to: "actors/store/database.ts",
-    why: "takes the Collections type from database.ts, which imports it back: the type belongs in a file of its own",
-  },
-  {
-    from: "actors/store/scan-index.ts",
-    to: "actors/store/database.ts",
-    why: "takes the Collections type from database.ts, which imports it back: the type belongs in a file of its own",
-  },
-];
+const KNOWN_DEBTS: ReadonlyArray<{ from: string; to: string; why: string }> = [];
 
 export interface Problem {
   file: string;

@@ -4,12 +4,15 @@
  * inject requests into it); `startApi` opens the connections and listens.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
-import { Redis } from "ioredis";
-import { connectNats, createLogger, type Logger, type NatsHandles } from "../../cluster/mod.ts";
+import type { Redis } from "ioredis";
+import { connectNats, createLogger, errorMessage, type Logger, type NatsHandles } from "../../cluster/mod.ts";
+import { closeRedis, openRedis } from "../../cluster/redis.ts";
+import { ResourceStack } from "../../cluster/resource-stack.ts";
 import { tracingEnabled, withHttpServerSpan } from "../../cluster/telemetry.ts";
 import { instruments, observeLookupView } from "../../cluster/metrics.ts";
 import type { Config } from "../../config/mod.ts";
 import { openDatabase, type Database } from "../store/database.ts";
+import { lookupViewRedis } from "../store/lookup-view.ts";
 import { createAuthenticator, createClientIdentifier, type Authenticator } from "./auth.ts";
 import { answerClientError } from "./client-errors.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -100,6 +103,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   return app;
 }
 
+/** Most time one connection may take to close when the API stops. */
+const CLOSE_DEADLINE_MS = 10_000;
+
 export interface RunningApi {
   app: FastifyInstance;
   url: string;
@@ -108,34 +114,33 @@ export interface RunningApi {
 
 /** Opens MongoDB, NATS and Redis, and serves on config.api.host:port until closed. */
 export async function startApi(config: Config, submitUrls: SubmitFn, log?: Logger): Promise<RunningApi> {
-  const closers: Array<() => Promise<unknown>> = [];
-  const close = async () => {
-    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
-  };
+  const logger = log ?? createLogger("silent", {});
+  const stack = new ResourceStack({
+    closeDeadlineMs: CLOSE_DEADLINE_MS,
+    onCloseError: ({ name, error }) => logger.warn({ resource: name, err: errorMessage(error) }, "closing failed"),
+  });
+  const close = async () => void (await stack.close());
   try {
-    const db = await openDatabase(config);
-    closers.push(() => db.close());
-    const nats = await connectNats(config, `glyphscan-api-${config.nodeId}`);
-    closers.push(() => nats.nc.drain());
+    const lookupRedis = config.api.lookupView
+      ? stack.use("redis (lookup view)", lookupViewRedis(config), closeRedis)
+      : undefined;
+    const db = stack.use("mongodb", await openDatabase(config, lookupRedis ? { lookupRedis } : {}), (d) => d.close());
+    const nats = stack.use("nats", await connectNats(config, `glyphscan-api-${config.nodeId}`), (n) => n.nc.drain());
     // Readiness reports Redis when it is away; the API itself does not need it to answer.
-    const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1, lazyConnect: true });
-    let redisDown = false;
-    redis.on("error", (err: Error) => {
-      if (!redisDown) log?.warn({ err: err.message }, "redis unavailable");
-      redisDown = true;
-    });
-    redis.on("ready", () => {
-      redisDown = false;
-    });
-    await redis.connect();
-    closers.push(() => redis.quit().catch(() => redis.disconnect()));
-    const app = buildApi({ config, db, nats, redis, submitUrls, ...(log ? { log } : {}) });
-    closers.push(() => app.close());
+    const redis = stack.use(
+      "redis (readiness)",
+      await openRedis("api", config.redis.url, logger, { maxRetriesPerRequest: 1 }),
+      closeRedis,
+    );
+    const app = stack.use("http server", buildApi({ config, db, nats, redis, submitUrls, log: logger }), (a) =>
+      a.close(),
+    );
     const view = db.collections.lookupView;
-    if (view) {
-      const unobserve = observeLookupView(() => view.stats);
-      closers.push(async () => unobserve());
-    }
+    if (view)
+      stack.defer(
+        "lookup-view metric",
+        observeLookupView(() => view.stats),
+      );
     const url = await app.listen({ host: config.api.host, port: config.api.port });
     return { app, url, close };
   } catch (err) {
