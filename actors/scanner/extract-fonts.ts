@@ -129,7 +129,7 @@ export async function startCapture(page: Page, opts: ExtractOptions): Promise<Ca
       maxTotalBytes: opts.maxFontBytes,
       ...TIMER_LIMITS,
     };
-    await page.evaluateOnNewDocument(installPageObserver, limits);
+    await installPageObserver(page, limits);
   } catch (err) {
     stop();
     throw err;

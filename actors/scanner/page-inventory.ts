@@ -9,6 +9,7 @@ import type { FontFace, FontFile } from "../../protocol/messages.ts";
 import { sha256Hex } from "./font-metadata.ts";
 import { fontProvider, stylesheetProvider, type ProviderId } from "./providers.ts";
 import { shortUrl, stripHash, type CaptureState } from "./font-capture.ts";
+import type { ObserverHandle } from "./page-observer.ts";
 
 export type Descriptors = { family: string; weight: string; style: string; unicodeRange: string };
 /**
@@ -161,10 +162,7 @@ export function srcUrls(src: string, base: string): string[] {
  * sheet is never applied, and drops @import, which is followed by URL instead).
  */
 export function inventoryInPage(sheetTexts: Record<string, string>): Inventory {
-  type Source = { src: string | null; bytes?: Uint8Array };
-  const observer = (window as unknown as Record<string, { source(f: object): Source | undefined } | undefined>)[
-    "__glyphscanObserver"
-  ];
+  const observer = (window as unknown as Record<string, ObserverHandle | undefined>)["__glyphscanObserver"];
   const base64 = (bytes: Uint8Array): string => {
     let out = "";
     for (let i = 0; i < bytes.length; i += 0x8000) out += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
@@ -174,7 +172,7 @@ export function inventoryInPage(sheetTexts: Record<string, string>): Inventory {
   document.fonts.forEach((f) => {
     const { family, weight, style, unicodeRange, status } = f;
     const entry: DocFont = { family, weight, style, unicodeRange, status };
-    const source = observer?.source(f);
+    const source = observer?.sources.get(f);
     if (source !== undefined) entry.jsSrc = source.src;
     if (source?.bytes) entry.bytes = base64(source.bytes);
     fonts.push(entry);

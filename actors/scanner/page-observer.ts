@@ -11,6 +11,7 @@
  *   polling loop (a timer chain, or `await sleep()` in a loop) cannot hold a scan.
  * The wrappers are Proxies, so the page still sees native functions.
  */
+import type { Page } from "puppeteer-core";
 
 export type ObserverLimits = {
   /** Bytes kept per face built from bytes, and in all. */
@@ -38,62 +39,58 @@ export type PageActivity = {
 /** A face's recorded source: the src string, or null with (when kept) its bytes. */
 export type FaceSource = { src: string | null; bytes?: Uint8Array };
 
+/** The observer's state on the page (`window.__glyphscanObserver`), shared by its three parts. */
 export type ObserverHandle = {
-  source(face: object): FaceSource | undefined;
+  touch(): void;
   lastActivityAt(): number | null;
-  timers(): number;
+  sources: WeakMap<object, FaceSource>;
+  /** Counted timers not yet run. */
+  due: Set<unknown>;
+  /** Replaces `owner[name]` by a Proxy that calls `before` with the arguments first. */
+  wrap(owner: object, name: string, before: (args: unknown[]) => void): void;
 };
+
+/** Installs the observer's parts, in order, to run before any script of every new document. */
+export async function installPageObserver(page: Page, limits: ObserverLimits): Promise<void> {
+  await page.evaluateOnNewDocument(watchFontActivity);
+  await page.evaluateOnNewDocument(recordFaceSources, limits);
+  await page.evaluateOnNewDocument(watchTimers, limits);
+}
 
 // ---- Run inside the page (serialised by puppeteer: no references to module scope) ----
 
-export function installPageObserver(limits: ObserverLimits): void {
+/** The activity clock, bumped by stylesheet and face changes in the DOM, the CSSOM and document.fonts. */
+function watchFontActivity(): void {
   const clock = performance.now.bind(performance);
   const origin = performance.timeOrigin;
   let last: number | null = null;
   const touch = (): void => void (last = origin + clock());
-
-  const sources = new WeakMap<object, { src: string | null; bytes?: Uint8Array }>();
-  let keptBytes = 0;
-  const copyBytes = (data: unknown): Uint8Array | undefined => {
-    const view = ArrayBuffer.isView(data)
-      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-      : data instanceof ArrayBuffer
-        ? new Uint8Array(data)
-        : null;
-    if (!view || view.byteLength > limits.maxFaceBytes || keptBytes + view.byteLength > limits.maxTotalBytes) return;
-    keptBytes += view.byteLength;
-    return view.slice(); // the page may reuse or detach its buffer
-  };
-  window.FontFace = new Proxy(window.FontFace, {
-    construct(target, args: unknown[], newTarget) {
-      const face = Reflect.construct(target, args, newTarget) as object;
-      const src = args[1];
-      if (typeof src === "string") sources.set(face, { src });
-      else {
-        const bytes = copyBytes(src);
-        sources.set(face, bytes ? { src: null, bytes } : { src: null });
-      }
-      touch();
-      return face;
-    },
-  });
-  const wrap = <K extends string>(owner: Record<K, unknown>, name: K, before: (args: unknown[]) => void): void => {
-    const original = owner[name];
+  const wrap = (owner: object, name: string, before: (args: unknown[]) => void): void => {
+    const slots = owner as Record<string, unknown>;
+    const original = slots[name];
     if (typeof original !== "function") return;
-    owner[name] = new Proxy(original, {
+    slots[name] = new Proxy(original, {
       apply(target, self, args: unknown[]) {
         before(args);
         return Reflect.apply(target, self, args) as unknown;
       },
     });
   };
-  const proto = <T>(p: T) => p as unknown as Record<string, unknown>;
-  wrap(proto(FontFaceSet.prototype), "add", touch);
-  wrap(proto(CSSStyleSheet.prototype), "insertRule", (args) => {
+  const handle: ObserverHandle = {
+    touch,
+    lastActivityAt: () => last,
+    sources: new WeakMap(),
+    due: new Set(),
+    wrap,
+  };
+  Object.defineProperty(window, "__glyphscanObserver", { value: handle });
+
+  wrap(FontFaceSet.prototype, "add", touch);
+  wrap(CSSStyleSheet.prototype, "insertRule", (args) => {
     if (/@font-face/i.test(String(args[0]))) touch();
   });
-  wrap(proto(CSSStyleSheet.prototype), "replace", touch);
-  wrap(proto(CSSStyleSheet.prototype), "replaceSync", touch);
+  wrap(CSSStyleSheet.prototype, "replace", touch);
+  wrap(CSSStyleSheet.prototype, "replaceSync", touch);
   const adopted = Object.getOwnPropertyDescriptor(Document.prototype, "adoptedStyleSheets");
   if (adopted?.set) {
     Object.defineProperty(Document.prototype, "adoptedStyleSheets", {
@@ -128,9 +125,39 @@ export function installPageObserver(limits: ObserverLimits): void {
     attributes: true,
     attributeFilter: ["href", "rel", "media", "disabled"],
   });
+}
 
-  // Timers: callbacks run with the depth of the chain that set them.
-  const due = new Set<unknown>();
+/** Records each FontFace a script builds with its source: the string, or a bounded copy of its bytes. */
+function recordFaceSources(limits: ObserverLimits): void {
+  const handle = (window as unknown as Record<string, ObserverHandle | undefined>)["__glyphscanObserver"];
+  if (!handle) return;
+  let keptBytes = 0;
+  const copyBytes = (data: unknown): Uint8Array | undefined => {
+    const view = ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : null;
+    if (!view || view.byteLength > limits.maxFaceBytes || keptBytes + view.byteLength > limits.maxTotalBytes) return;
+    keptBytes += view.byteLength;
+    return view.slice(); // the page may reuse or detach its buffer
+  };
+  window.FontFace = new Proxy(window.FontFace, {
+    construct(target, args: unknown[], newTarget) {
+      const face = Reflect.construct(target, args, newTarget) as object;
+      const src = args[1];
+      const bytes = typeof src === "string" ? undefined : copyBytes(src);
+      handle.sources.set(face, typeof src === "string" ? { src } : bytes ? { src: null, bytes } : { src: null });
+      handle.touch();
+      return face;
+    },
+  });
+}
+
+/** Counts short timers still due; a callback runs with the depth of the chain that set it. */
+function watchTimers(limits: ObserverLimits): void {
+  const handle = (window as unknown as Record<string, ObserverHandle | undefined>)["__glyphscanObserver"];
+  if (!handle) return;
   const perSite = new Map<string, number>();
   let depth = 0;
   let counted = 0;
@@ -150,8 +177,8 @@ export function installPageObserver(limits: ObserverLimits): void {
       counted++;
       const mine = depth + 1;
       const run = function (this: unknown, ...callArgs: unknown[]): unknown {
-        due.delete(id);
-        touch();
+        handle.due.delete(id);
+        handle.touch();
         const outer = depth;
         depth = mine;
         try {
@@ -161,18 +188,11 @@ export function installPageObserver(limits: ObserverLimits): void {
         }
       };
       const id: unknown = Reflect.apply(target, self, [run, delay, ...rest]);
-      due.add(id);
+      handle.due.add(id);
       return id as number;
     },
   });
-  wrap(window as unknown as Record<string, unknown>, "clearTimeout", (args) => void due.delete(args[0]));
-
-  const handle = {
-    source: (face: object) => sources.get(face),
-    lastActivityAt: () => last,
-    timers: () => due.size,
-  };
-  Object.defineProperty(window, "__glyphscanObserver", { value: handle });
+  handle.wrap(window, "clearTimeout", (args) => void handle.due.delete(args[0]));
 }
 
 /** One settle poll: the observer's clock and timers, and document.fonts' own state. */
@@ -188,7 +208,7 @@ export function readPageActivity(): PageActivity {
   return {
     installed: handle !== undefined,
     lastActivityAt: handle?.lastActivityAt() ?? null,
-    timers: handle?.timers() ?? 0,
+    timers: handle?.due.size ?? 0,
     fontsStatus: document.fonts.status,
     loadingFaces,
     readyState: document.readyState,

@@ -23,6 +23,7 @@ export type PlatformFaces = { faces: PlatformFace[]; stop: () => void };
  * generated text (icon fonts).
  */
 type SampleLimits = { maxSamples: number; perFace: number; maxWalk: number; maxPseudoWalk: number };
+type Marked = { marked: number; complete: boolean };
 const LIMITS: SampleLimits = { maxSamples: 200, perFace: 3, maxWalk: 20_000, maxPseudoWalk: 5_000 };
 const MAX_PLATFORM_FACES = 500;
 const MAX_RENDERED = 200;
@@ -50,8 +51,10 @@ export async function watchPlatformFaces(cdp: CDPSession): Promise<PlatformFaces
 export async function sampleRenderedFonts(page: Page, cdp: CDPSession, declared: string[]): Promise<Sampled> {
   const mark = `data-glyphscan-${randomBytes(4).toString("hex")}`;
   const families = [...new Set(declared.map((f) => f.toLowerCase()))].slice(0, 500);
-  const { complete } = await page.evaluate(markTextElements, mark, families, LIMITS);
+  const text = await page.evaluate(markTextElements, mark, families, LIMITS);
   try {
+    const generated = await page.evaluate(markGeneratedText, mark, LIMITS, LIMITS.maxSamples - text.marked);
+    const complete = text.complete && generated.complete;
     const { root } = await cdp.send("DOM.getDocument", { depth: 0 });
     const { nodeIds } = await cdp.send("DOM.querySelectorAll", { nodeId: root.nodeId, selector: `[${mark}]` });
     const byName = new Map<string, RenderedFont>();
@@ -127,37 +130,27 @@ function unquote(family: string): string {
  * clipped away by a 0×0 box), `noscript` and `template` contents never render, and sampling them
  * would demote a face that did draw text elsewhere. Elements naming a declared family come first.
  */
-function markTextElements(
-  mark: string,
-  declared: string[],
-  limits: SampleLimits,
-): { marked: number; complete: boolean } {
-  const wanted = new Set(
-    declared.map((f) =>
-      f
-        .trim()
-        .replace(/^(["'])(.*)\1$/s, "$2")
-        .toLowerCase(),
-    ),
-  );
+function markTextElements(mark: string, declared: string[], limits: SampleLimits): Marked {
+  const unquote = (f: string) =>
+    f
+      .trim()
+      .replace(/^(["'])(.*)\1$/s, "$2")
+      .toLowerCase();
+  const wanted = new Set(declared.map(unquote));
   const perKey = new Map<string, number>();
   const picks = { face: new Set<Element>(), other: new Set<Element>() };
   let complete = true;
-  /** Counts `el` under `key` unless the key has its share; false when the pool is full. */
+  /** Counts `el` under `key` unless the key has its share or the pool is full. */
   const take = (pool: Set<Element>, el: Element, key: string, cap: number): void => {
     const n = perKey.get(key) ?? 0;
     if (n >= cap || pool.has(el)) return;
-    if (pool.size >= limits.maxSamples) {
-      complete = false;
-      return;
-    }
+    if (pool.size >= limits.maxSamples) return void (complete = false);
     perKey.set(key, n + 1);
     pool.add(el);
   };
-  const shown = (el: Element): boolean =>
-    el.checkVisibility({ visibilityProperty: true, checkVisibilityCSS: true }) && el.getClientRects().length > 0;
   const range = document.createRange();
-  const laidOut = (node: Node): boolean => {
+  const shown = (el: Element, node: Node): boolean => {
+    if (!el.checkVisibility({ visibilityProperty: true, checkVisibilityCSS: true })) return false;
     range.selectNodeContents(node);
     return Array.from(range.getClientRects()).some((r) => r.width > 0 && r.height > 0);
   };
@@ -177,42 +170,54 @@ function markTextElements(
     if (/^(?:SCRIPT|STYLE|NOSCRIPT|TEMPLATE|TITLE)$/.test(el.tagName)) continue;
     const cs = getComputedStyle(el);
     const wide = Array.from(text).find((c) => (c.codePointAt(0) ?? 0) > 0x7f);
-    const block = wide === undefined ? 0 : (wide.codePointAt(0) ?? 0) >> 8;
-    const style = `${cs.fontWeight}|${cs.fontStyle}|${block}`;
-    const named = cs.fontFamily
+    const style = `${cs.fontWeight}|${cs.fontStyle}|${wide === undefined ? 0 : (wide.codePointAt(0) ?? 0) >> 8}`;
+    const faceKeys = cs.fontFamily
       .split(",")
-      .map((f) =>
-        f
-          .trim()
-          .replace(/^(["'])(.*)\1$/s, "$2")
-          .toLowerCase(),
-      )
-      .filter((f) => wanted.has(f));
-    const faceKeys = named.map((f) => `face|${f}|${style}`);
+      .map(unquote)
+      .filter((f) => wanted.has(f))
+      .map((f) => `face|${f}|${style}`);
     const otherKey = `${cs.fontFamily}|${style}`;
     const needed = faceKeys.some((k) => (perKey.get(k) ?? 0) < limits.perFace) || (perKey.get(otherKey) ?? 0) < 2;
     // Visibility is asked only of elements that would be taken: it costs a layout query each.
-    if (!needed || !shown(el) || !laidOut(node)) continue;
+    if (!needed || !shown(el, node)) continue;
     asked.add(el);
     for (const key of faceKeys) take(picks.face, el, key, limits.perFace);
     take(picks.other, el, otherKey, 2);
   }
-  const all = root.getElementsByTagName("*");
-  if (all.length > limits.maxPseudoWalk) complete = false;
+  const chosen = [...picks.face, ...Array.from(picks.other).filter((el) => !picks.face.has(el))];
+  if (chosen.length > limits.maxSamples) complete = false;
+  for (const el of chosen.slice(0, limits.maxSamples)) el.setAttribute(mark, "");
+  return { marked: Math.min(chosen.length, limits.maxSamples), complete };
+}
+
+/** Marks shown elements whose ::before/::after generate text (icon fonts), up to `room` more. */
+function markGeneratedText(mark: string, limits: SampleLimits, room: number): Marked {
+  const root = document.body ?? document.documentElement;
+  const all = root ? root.getElementsByTagName("*") : [];
+  let complete = all.length <= limits.maxPseudoWalk;
+  const perKey = new Map<string, number>();
+  let marked = 0;
   for (let i = 0; i < Math.min(all.length, limits.maxPseudoWalk); i++) {
     const el = all[i]!;
     for (const pseudo of ["::before", "::after"]) {
       const ps = getComputedStyle(el, pseudo);
       const content = ps.content;
-      if (!content || content === "none" || content === "normal" || content === '""' || !shown(el)) continue;
-      take(picks.other, el, `${pseudo}|${ps.fontFamily}|${ps.fontWeight}|${ps.fontStyle}`, 2);
+      if (!content || content === "none" || content === "normal" || content === '""') continue;
+      const key = `${pseudo}|${ps.fontFamily}|${ps.fontWeight}|${ps.fontStyle}`;
+      const n = perKey.get(key) ?? 0;
+      if (n >= 2 || el.hasAttribute(mark)) continue;
+      if (!el.checkVisibility({ visibilityProperty: true, checkVisibilityCSS: true }) || !el.getClientRects().length)
+        continue;
+      if (marked >= room) {
+        complete = false;
+        continue;
+      }
+      perKey.set(key, n + 1);
+      el.setAttribute(mark, "");
+      marked++;
     }
   }
-  // Elements for declared faces first, then the rest up to the total cap.
-  const chosen = [...picks.face, ...Array.from(picks.other).filter((el) => !picks.face.has(el))];
-  if (chosen.length > limits.maxSamples) complete = false;
-  for (const el of chosen.slice(0, limits.maxSamples)) el.setAttribute(mark, "");
-  return { marked: Math.min(chosen.length, limits.maxSamples), complete };
+  return { marked, complete };
 }
 
 function unmarkTextElements(mark: string): void {
