@@ -1,5 +1,5 @@
 /**
- * Media queries evaluated as the browser path sees the page: a desktop screen of puppeteer's
+ * Media queries (and @supports) evaluated as the browser path sees the page: a desktop screen of puppeteer's
  * default viewport (BrowserPool keeps it), light scheme, fine pointer that hovers, 1 dppx.
  * Three answers: true, false, or null when static reading cannot tell (an unknown feature or
  * function); the caller escalates only when fonts depend on such a block.
@@ -101,7 +101,31 @@ function conditionMatches(items: csstree.CssNode[]): Tri {
   return result;
 }
 
+/**
+ * An @supports prelude, as Chromium answers it where static reading can be sure: a declaration
+ * css-tree's grammar accepts is supported; -moz-/-ms-/-o- properties are not; anything else
+ * (unknown properties, selector(), font-tech()) is left undecided.
+ */
+export function supportsMatches(prelude: csstree.CssNode[]): Tri {
+  if (prelude[0]?.type === "Declaration") return declarationSupported(prelude[0]); // @import … supports(decl)
+  const condition = prelude.find((n) => n.type === "Condition");
+  return condition?.type === "Condition" ? conditionMatches(condition.children.toArray()) : null;
+}
+
+function declarationSupported(decl: csstree.Declaration): Tri {
+  const property = decl.property.toLowerCase();
+  if (["-moz-", "-ms-", "-o-"].some((p) => property.startsWith(p))) return false;
+  try {
+    const value = csstree.parse(csstree.generate(decl.value), { context: "value" });
+    return csstree.lexer.matchProperty(property, value).error ? null : true;
+  } catch {
+    return null;
+  }
+}
+
 function termMatches(node: csstree.CssNode): Tri {
+  if (node.type === "SupportsDeclaration")
+    return node.declaration.type === "Declaration" ? declarationSupported(node.declaration) : null;
   if (node.type === "Condition") return conditionMatches(node.children.toArray());
   if (node.type === "Feature") return featureMatches(node.name.toLowerCase(), node.value);
   if (node.type === "FeatureRange") return rangeMatches(node);

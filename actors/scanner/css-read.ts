@@ -6,7 +6,7 @@
  * top-level rule boundaries (css-tree's tokenizer) and parsed a slice at a time.
  */
 import * as csstree from "css-tree";
-import { mediaListMatches, mediaMatches } from "./css-media.ts";
+import { mediaListMatches, mediaMatches, supportsMatches } from "./css-media.ts";
 import { CSS_CHUNK_CHARS, CSS_TOKEN_WINDOW, Escalate, LIMITS, type Slicer } from "./static-limits.ts";
 
 export type Tri = boolean | null;
@@ -198,7 +198,7 @@ function readAtrule(at: csstree.Atrule, ctx: Ctx): void {
       return inner({ doubt: matches === null ? `@media ${preludeText.slice(0, 100)}` : ctx.doubt });
     }
     case "supports": {
-      const matches = supportsMatches(preludeText);
+      const matches = supportsMatches(prelude);
       if (matches === false) return;
       return inner({ doubt: matches === null ? `@supports ${preludeText.slice(0, 100)}` : ctx.doubt });
     }
@@ -238,7 +238,7 @@ function readImport(prelude: csstree.CssNode[], ctx: Ctx): void {
     else if (node.type === "Function" && node.name.toLowerCase() === "layer")
       layer = layerNames(csstree.generate(node).slice(6, -1))[0] ?? null;
     else if (node.type === "Function" && node.name.toLowerCase() === "supports") {
-      const s = supportsMatches(csstree.generate(node).slice(9, -1));
+      const s = node.children.first ? supportsMatches(node.children.toArray()) : null;
       if (s === false) return;
       if (s === null) doubt = "@import supports()";
     } else if (node.type === "MediaQueryList") media = mediaListMatches(node);
@@ -368,15 +368,4 @@ function layerNames(text: string): string[][] {
     .map((n) => n.trim())
     .filter(Boolean)
     .map((n) => n.split(".").map((p) => p.trim()));
-}
-
-/**
- * @supports as Chromium answers it, for what static reading can be sure of: a plain feature test
- * of standard properties holds; negations, prefixed properties other than -webkit-, selector()
- * and font-tech()/font-format() tests are left to the browser.
- */
-function supportsMatches(text: string): Tri {
-  const t = text.toLowerCase();
-  if (["not", "-moz-", "-ms-", "-o-", "selector(", "font-"].some((w) => t.includes(w))) return null;
-  return true;
 }

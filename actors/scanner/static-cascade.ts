@@ -80,7 +80,7 @@ async function matchRules(document: Document, rules: CascadeRule[], slicer: Slic
     for (const alt of rule.alternatives) {
       let elements: Element[];
       try {
-        elements = selectAll<AnyNode, Element>(alt.selector, document);
+        elements = matchAll(alt.selector, document);
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
         throw new Escalate(`selector "${alt.selector.slice(0, 100)}" cannot be matched statically: ${why}`, "selector");
@@ -95,6 +95,43 @@ async function matchRules(document: Document, rules: CascadeRule[], slicer: Slic
     }
   }
   return matches;
+}
+
+type PseudoTest = (el: Element, value?: string | null) => boolean;
+/** Pseudo-classes css-select lacks, decided from the markup at load. */
+const DECIDED: Record<string, PseudoTest> = {
+  "placeholder-shown": (el) => el.attribs.placeholder !== undefined && !el.attribs.value,
+  open: (el) => el.attribs.open !== undefined,
+  host: () => false,
+  "host-context": () => false,
+};
+/** States static reading cannot know (form validity, direction, custom elements a script defines). */
+const UNDECIDED: Record<string, PseudoTest> = {
+  valid: () => true,
+  invalid: () => true,
+  "in-range": () => true,
+  "out-of-range": () => true,
+  indeterminate: () => true,
+  default: () => true,
+  dir: () => true,
+  defined: () => true,
+};
+const PERMISSIVE = { ...DECIDED, ...UNDECIDED };
+const STRICT: Record<string, PseudoTest> = {
+  ...DECIDED,
+  ...Object.fromEntries(Object.keys(UNDECIDED).map((k) => [k, () => false])),
+  defined: (el) => !el.name.includes("-"),
+};
+
+/** Elements a selector matches; one that matches only if an undecidable state holds escalates. */
+function matchAll(selector: string, document: Document): Element[] {
+  const found = selectAll<AnyNode, Element>(selector, document, { pseudos: PERMISSIVE });
+  const lower = selector.toLowerCase();
+  if (found.length === 0 || !Object.keys(UNDECIDED).some((k) => lower.includes(`:${k}`))) return found;
+  const sure = selectAll<AnyNode, Element>(selector, document, { pseudos: STRICT });
+  if (sure.length !== found.length)
+    throw new Escalate(`"${selector.slice(0, 100)}" matches depending on form or script state`, "selector-state");
+  return found;
 }
 
 /** The element's computed font and whether it renders, from UA, author and inline entries. */

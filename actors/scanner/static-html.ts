@@ -5,7 +5,7 @@
  * fonts: stylesheets, preloads, scripts and inline handlers, and the links for same-site pages.
  */
 import { Parser } from "htmlparser2";
-import { DomHandler, isTag, isText, type ChildNode, type Document, type Element } from "domhandler";
+import { DomHandler, Element, isDirective, isTag, isText, type ChildNode, type Document } from "domhandler";
 import { Escalate, HTML_CHUNK_CHARS, LIMITS, type Slicer } from "./static-limits.ts";
 
 export type SheetRef = { href: string; media: string };
@@ -60,6 +60,38 @@ class BoundedHandler extends DomHandler {
   }
 }
 
+/**
+ * The document's text as the browser decodes it: UTF-8 when the Content-Type, a BOM or a <meta>
+ * in the first 1024 bytes says so, or when every byte is ASCII; windows-1252 when labelled so
+ * (or Latin-1/ASCII, which browsers read as windows-1252). Anything else (unlabelled non-ASCII,
+ * other encodings) escalates: Chromium would guess, and static reading would read other text.
+ */
+export function decodeHtml(body: Buffer, contentType: string | null): string {
+  const label =
+    charsetIn(contentType ?? "") ?? (hasUtf8Bom(body) ? "utf-8" : charsetIn(body.subarray(0, 1024).toString("latin1")));
+  if (label === "utf-8" || label === "utf8") return body.toString("utf8");
+  if (label !== null && ["windows-1252", "iso-8859-1", "latin1", "us-ascii", "ascii"].includes(label))
+    return new TextDecoder("windows-1252").decode(body);
+  if (body.every((b) => b < 0x80)) return body.toString("latin1");
+  throw new Escalate(`the page's encoding is ${label ?? "not declared"}`, "encoding");
+}
+
+function hasUtf8Bom(body: Buffer): boolean {
+  return body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
+}
+
+/** The value after the first `charset=` (a header parameter, or a meta tag's attribute or content). */
+function charsetIn(text: string): string | null {
+  const lower = text.toLowerCase();
+  const at = lower.indexOf("charset=");
+  if (at < 0) return null;
+  let i = at + 8;
+  while (lower[i] === '"' || lower[i] === "'" || lower[i] === " ") i++;
+  let end = i;
+  while (end < lower.length && end - i < 40 && !"\"'; >/\t\n\r".includes(lower[end]!)) end++;
+  return end > i ? lower.slice(i, end) : null;
+}
+
 export async function parseHtml(source: string, pageUrl: string, slicer: Slicer): Promise<HtmlPage> {
   const handler = new BoundedHandler();
   const parser = new Parser(handler, { decodeEntities: true, lowerCaseTags: true, lowerCaseAttributeNames: true });
@@ -68,7 +100,40 @@ export async function parseHtml(source: string, pageUrl: string, slicer: Slicer)
     await slicer.tick();
   }
   parser.end();
+  impliedStructure(handler.root);
   return readDocument(handler.root, pageUrl);
+}
+
+/**
+ * htmlparser2 builds no implied elements; an HTML5 parser always has <html> and <body>, which
+ * `html`, `body` and `:root` rules select. Wraps the content in them where the markup left them
+ * out (metadata elements landing in <body> render nothing either way).
+ */
+function impliedStructure(doc: Document): void {
+  let html = doc.children.find((n): n is Element => isTag(n) && n.name === "html");
+  if (!html) {
+    const content = doc.children.filter((n) => !isDirective(n));
+    html = new Element("html", {});
+    adopt(html, content);
+    adopt(doc, [...doc.children.filter((n) => isDirective(n)), html]);
+  }
+  if (html.children.some((n) => isTag(n) && n.name === "body")) return;
+  const head = html.children.filter((n) => isTag(n) && n.name === "head");
+  const body = new Element("body", {});
+  adopt(
+    body,
+    html.children.filter((n) => !head.includes(n)),
+  );
+  adopt(html, [...head, body]);
+}
+
+function adopt(parent: Document | Element, children: ChildNode[]): void {
+  parent.children = children;
+  children.forEach((child, i) => {
+    child.parent = parent;
+    child.prev = children[i - 1] ?? null;
+    child.next = children[i + 1] ?? null;
+  });
 }
 
 function readDocument(document: Document, pageUrl: string): HtmlPage {

@@ -16,7 +16,7 @@ import { checkToggles, triageScripts } from "./script-triage.ts";
 import { resolvePublicAddress, type AddressPolicy } from "./ssrf.ts";
 import { textRuns, type CascadeRule } from "./static-cascade.ts";
 import { fetchFont, pickSource, shortUrl, sourceUrls, type CapturedWithSha } from "./static-fonts.ts";
-import { parseHtml } from "./static-html.ts";
+import { decodeHtml, parseHtml } from "./static-html.ts";
 import { Escalate, LIMITS, Slicer } from "./static-limits.ts";
 import { usedFaces } from "./static-match.ts";
 import { loadStyles, type FaceWithDoubt } from "./static-sheets.ts";
@@ -60,7 +60,7 @@ async function scan(url: string, opts: StaticOptions): Promise<PageExtraction> {
   const type = (page.contentType ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "text/html") throw new Escalate(`landing page is ${page.contentType}`, "content-type");
   const pageUrl = page.url;
-  const html = await parseHtml(page.body.toString("utf8"), pageUrl, slicer);
+  const html = await parseHtml(decodeHtml(page.body, page.contentType), pageUrl, slicer);
 
   const blocked: Blocked[] = [];
   // A subresource the address policy refuses never reaches the browser either; a 4xx is not applied.

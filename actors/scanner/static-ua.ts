@@ -36,6 +36,7 @@ export function uaEntries(el: Element): Entry[] {
   if (BOLDER.has(n)) out.push(decl("font-weight", "bolder", 3));
   if (ITALIC.has(n)) out.push(decl("font-style", "italic", 4));
   if (MONOSPACE.has(n)) out.push(decl("font-family", "monospace", 5));
+  if (n === "math") out.push(decl("font-family", "math", 5));
   return out;
 }
 
