@@ -51,6 +51,14 @@ const updates: Array<[string, ServerAdapter]> = [
   ["read, check, write", ferretDbV1Server],
 ];
 
+test("the adapter is chosen by what the server says it is; the MongoDB one creates the due index", async (t) => {
+  const { db, c } = freshDb();
+  t.is((await serverAdapterOf(db)).server, atomicServer ? "mongodb" : "ferretdb-v1");
+  await mongoServer.prepare(c);
+  const indexes = await c.domains.indexes();
+  t.truthy(indexes.find((i) => i.name === "due_by_priority"));
+});
+
 // ---------------------------------------------------------------------------------------------
 // updateIf
 
