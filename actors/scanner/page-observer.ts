@@ -28,7 +28,6 @@ export type ObserverLimits = {
 
 /** What the page reports at each settle poll; `lastActivityAt` is epoch ms, null before any. */
 export type PageActivity = {
-  installed: boolean;
   lastActivityAt: number | null;
   timers: number;
   fontsStatus: string;
@@ -206,7 +205,6 @@ export function readPageActivity(): PageActivity {
     if (f.status === "loading") loadingFaces++;
   });
   return {
-    installed: handle !== undefined,
     lastActivityAt: handle?.lastActivityAt() ?? null,
     timers: handle?.due.size ?? 0,
     fontsStatus: document.fonts.status,
