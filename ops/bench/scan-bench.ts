@@ -1,7 +1,9 @@
 /**
- * `npm run bench:scan`: our scanner against Crawlee's PuppeteerCrawler on the local corpus, in
- * one run. Both use the same Chromium and the same page-side extraction (startCapture), and
- * both are scored against the corpus's ground truth. Times run from before the browser launch
+ * `npm run bench:scan`: our scanner against Crawlee's PuppeteerCrawler on a local corpus, in
+ * one run: `--corpus demo` (default: the bundled demo corpus, 200 sites) or `--corpus real` (sites
+ * from real npm packages, scored against the reference's ground truth; --only id,id for a subset). Both use the same Chromium and the same page-side extraction (startCapture), and
+ * both are scored against the corpus's ground truth. CPU is the process tree's (Chromium included)
+ * user + system time: ours per page the browser rendered, Crawlee's per page. Times run from before the browser launch
  * to the last page answered. Ours tries the static fast path first (--no-fast-path: browser
  * only); the fast path is also run alone. Flags: --sites N (200), --concurrency N (browser
  * pages at once, 4, both crawlers), --isolation wiped-context|context-per-job (BrowserPool's mode,
@@ -18,9 +20,10 @@ import { BrowserPool, type BrowserIsolation } from "../../actors/scanner/browser
 import { startCapture, type Capturing } from "../../actors/scanner/extract-fonts.ts";
 import { scanSite, type ScanSiteOptions } from "../../actors/scanner/scan-site.ts";
 import { staticScan } from "../../actors/scanner/static-path.ts";
-import { startCorpus, VARIANTS, type Corpus } from "../demo/corpus.ts";
+import { demoBenchCorpus, realBenchCorpus, type BenchCorpus } from "./scan-corpora.ts";
 import { sampleTreeRss } from "./scan-rss.ts";
-import { score, type Found, type Score } from "./scan-score.ts";
+import { score, siteDiffs, type Found, type Score, type SiteDiff } from "./scan-score.ts";
+import { verdictScore } from "./scan-verdicts.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const EXTRACT = { maxFontBytes: 10 * 1024 * 1024, navigationTimeoutMs: 30_000, settleMs: 150 };
@@ -29,12 +32,15 @@ type Run = {
   seconds: number;
   pagesPerSecond: number;
   peakRssMb: number;
+  cpuMs: number;
   score: Score;
+  diffs?: SiteDiff[];
+  /** Sites that failed, with the failure kind and message. */
+  failures?: Record<string, string>;
   paths?: Record<string, number>;
   escalations?: Record<string, number>;
   slots?: BrowserPool["slotStats"];
 };
-const POLICY = { allowHosts: ["*.test"], hostMap: { "*.test": "127.0.0.1" } };
 
 /** Runs `work` over the items with `workers` workers pulling from one queue. */
 async function pull<T>(items: readonly T[], workers: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -46,7 +52,7 @@ async function pull<T>(items: readonly T[], workers: number, work: (item: T) => 
 }
 
 async function runOurs(
-  corpus: Corpus,
+  corpus: BenchCorpus,
   concurrency: number,
   fastPath: boolean,
   isolation: BrowserIsolation,
@@ -59,12 +65,12 @@ async function runOurs(
     pageTimeoutMs: EXTRACT.navigationTimeoutMs,
     hostResolverRules: corpus.hostResolverRules,
     // As production (actors/compose.ts): every request and redirect hop goes through the SSRF guard.
-    egress: { policy: POLICY, maxResponseBytes: 32 * 1024 * 1024 },
+    egress: { policy: corpus.policy, maxResponseBytes: 32 * 1024 * 1024 },
     isolation,
   });
   const escalations: Record<string, number> = {};
   const opts: ScanSiteOptions = {
-    ...POLICY,
+    ...corpus.policy,
     ...EXTRACT,
     fastPath,
     extraPages: 0, // the Crawlee run scans landing pages only
@@ -72,6 +78,7 @@ async function runOurs(
   };
   const found = new Map<string, Found>();
   const paths: Record<string, number> = {};
+  const failures: Record<string, string> = {};
   let seconds = 0;
   try {
     // Workers pull sites as the scanner actor's workers pull jobs. There are twice as many as
@@ -81,11 +88,13 @@ async function runOurs(
       const report = await scanSite(pool, { url: site.url }, opts);
       paths[report.path] = (paths[report.path] ?? 0) + 1;
       found.set(site.domain, report.status === "ok" ? report : null);
+      if (report.failure) failures[site.domain] = `${report.failure.kind}: ${report.failure.message}`;
     });
     seconds = (performance.now() - started) / 1000;
   } finally {
     await pool.close();
   }
+  const cpuMs = rss.cpuMs();
   const peakRssMb = rss.stop();
   const scored = score(corpus.sites, found);
   const slots = { ...pool.slotStats };
@@ -93,7 +102,10 @@ async function runOurs(
     seconds,
     pagesPerSecond: corpus.sites.length / seconds,
     peakRssMb,
+    cpuMs,
     score: scored,
+    diffs: siteDiffs(corpus.sites, found),
+    failures,
     paths,
     escalations,
     slots,
@@ -104,27 +116,33 @@ async function runOurs(
  * The fast path alone, no browser: every site is tried; pages/s counts every site tried
  * (escalations end early), and the score covers only the sites it answered.
  */
-async function runFastPath(corpus: Corpus, concurrency: number): Promise<Run & { answered: number }> {
+async function runFastPath(corpus: BenchCorpus, concurrency: number): Promise<Run & { answered: number }> {
   const rss = sampleTreeRss();
   const found = new Map<string, Found>();
   const started = performance.now();
   await pull(corpus.sites, concurrency * 2, async (site) => {
-    const out = await staticScan(site.url, { policy: POLICY, maxFontBytes: EXTRACT.maxFontBytes, timeoutMs: 5_000 });
+    const out = await staticScan(site.url, {
+      policy: corpus.policy,
+      maxFontBytes: EXTRACT.maxFontBytes,
+      timeoutMs: 5_000,
+    });
     if (out.answered) found.set(site.domain, out.page);
   });
   const seconds = (performance.now() - started) / 1000;
+  const cpuMs = rss.cpuMs();
   const peakRssMb = rss.stop();
   const answeredSites = corpus.sites.filter((s) => found.has(s.domain));
   return {
     seconds,
     pagesPerSecond: corpus.sites.length / seconds,
     peakRssMb,
+    cpuMs,
     score: score(answeredSites, found),
     answered: answeredSites.length,
   };
 }
 
-async function runCrawlee(corpus: Corpus, concurrency: number): Promise<Run> {
+async function runCrawlee(corpus: BenchCorpus, concurrency: number): Promise<Run> {
   log.setLevel(log.LEVELS.WARNING);
   const found = new Map<string, Found>();
   const capturing = new Map<string, Capturing>();
@@ -164,9 +182,17 @@ async function runCrawlee(corpus: Corpus, concurrency: number): Promise<Run> {
   const rss = sampleTreeRss();
   const started = performance.now();
   await crawler.run(corpus.sites.map((s) => ({ url: s.url, userData: { domain: s.domain } })));
+  const cpuMs = rss.cpuMs();
   const peakRssMb = rss.stop();
   const seconds = ((lastDone || performance.now()) - started) / 1000;
-  return { seconds, pagesPerSecond: corpus.sites.length / seconds, peakRssMb, score: score(corpus.sites, found) };
+  return {
+    seconds,
+    pagesPerSecond: corpus.sites.length / seconds,
+    peakRssMb,
+    cpuMs,
+    score: score(corpus.sites, found),
+    diffs: siteDiffs(corpus.sites, found),
+  };
 }
 
 const fmt = (n: number, digits = 2) => n.toFixed(digits);
@@ -178,6 +204,8 @@ function printTable(rows: Array<[string, Run | null]>): void {
     "seconds",
     "file recall",
     "file precision",
+    "used-face recall",
+    "used-face prec.",
     "family recall",
     "family prec.",
     "failed",
@@ -191,12 +219,14 @@ function printTable(rows: Array<[string, Run | null]>): void {
           fmt(r.seconds, 1),
           fmt(r.score.fileRecall, 3),
           fmt(r.score.filePrecision, 3),
+          fmt(r.score.usedFaceRecall, 3),
+          fmt(r.score.usedFacePrecision, 3),
           fmt(r.score.familyRecall, 3),
           fmt(r.score.familyPrecision, 3),
           String(r.score.failedSites),
           fmt(r.peakRssMb, 0),
         ]
-      : [name, "not measured", "", "", "", "", "", "", ""],
+      : [name, "not measured", ...header.slice(2).map(() => "")],
   );
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const row = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
@@ -205,10 +235,23 @@ function printTable(rows: Array<[string, Run | null]>): void {
   for (const l of lines) console.log(row(l));
 }
 
-async function main(): Promise<void> {
+type Flags = {
+  corpus: "demo" | "real";
+  sites: number;
+  only?: string[];
+  concurrency: number;
+  fastPath: boolean;
+  isolation: BrowserIsolation;
+  skipCrawlee: boolean;
+  json?: string;
+};
+
+function flags(): Flags {
   const { values } = parseArgs({
     options: {
+      corpus: { type: "string", default: "demo" },
       sites: { type: "string", default: "200" },
+      only: { type: "string" },
       concurrency: { type: "string", default: "4" },
       json: { type: "string" },
       "no-fast-path": { type: "boolean", default: false },
@@ -218,54 +261,107 @@ async function main(): Promise<void> {
   });
   const sites = Number(values.sites);
   const concurrency = Number(values.concurrency);
-  if (!Number.isInteger(sites) || sites < VARIANTS.length || !Number.isInteger(concurrency) || concurrency < 1) {
+  if (!Number.isInteger(sites) || sites < 5 || !Number.isInteger(concurrency) || concurrency < 1) {
     throw new Error("--sites must be an integer ≥ 5 and --concurrency ≥ 1");
   }
-  const fastPath = !values["no-fast-path"];
   const isolation = values.isolation as BrowserIsolation;
   if (isolation !== "wiped-context" && isolation !== "context-per-job") {
     throw new Error("--isolation must be wiped-context or context-per-job");
   }
-  const corpus = await startCorpus({ sites });
+  if (values.corpus !== "demo" && values.corpus !== "real") throw new Error("--corpus must be demo or real");
+  return {
+    corpus: values.corpus,
+    sites,
+    ...(values.only ? { only: values.only.split(",").map((x) => x.trim()) } : {}),
+    concurrency,
+    fastPath: !values["no-fast-path"],
+    isolation,
+    skipCrawlee: values["skip-crawlee"],
+    ...(values.json ? { json: values.json } : {}),
+  };
+}
+
+function printDiffs(name: string, diffs: readonly SiteDiff[] | undefined): void {
+  for (const d of diffs ?? []) {
+    const what = d.failed
+      ? "failed"
+      : [
+          d.missingFamilies.length ? `missed ${d.missingFamilies.join(", ")}` : "",
+          d.extraFamilies.length ? `extra ${d.extraFamilies.join(", ")}` : "",
+          d.missingFiles ? `${d.missingFiles} used file(s) missed` : "",
+          d.extraFiles ? `${d.extraFiles} file(s) wrongly used` : "",
+        ]
+          .filter((x) => x !== "")
+          .join("; ");
+    console.log(`  ${name} ${d.domain}: ${what}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const f = flags();
+  const corpus = f.corpus === "real" ? await realBenchCorpus(f.only) : await demoBenchCorpus(f.sites);
+  const sites = corpus.sites.length;
   try {
-    const mix = VARIANTS.map((v) => `${v} ${corpus.sites.filter((s) => s.variant === v).length}`).join(", ");
-    console.log(`corpus: ${sites} sites (${mix}), images on every page; browser concurrency ${concurrency}`);
-    const ours = await runOurs(corpus, concurrency, fastPath, isolation);
-    const crawlee = values["skip-crawlee"] ? null : await runCrawlee(corpus, concurrency);
-    const fast = await runFastPath(corpus, concurrency);
+    console.log(`${corpus.label}; browser concurrency ${f.concurrency}`);
+    const ours = await runOurs(corpus, f.concurrency, f.fastPath, f.isolation);
+    const crawlee = f.skipCrawlee ? null : await runCrawlee(corpus, f.concurrency);
+    const fast = await runFastPath(corpus, f.concurrency);
     const fastPathShare = (ours.paths?.static ?? 0) / sites;
+    const browserPages = ours.paths?.browser ?? 0;
     printTable([
-      [`glyphscan (${fastPath ? "fast path, then " : ""}BrowserPool ${isolation}, egress proxy)`, ours],
+      [`glyphscan (${f.fastPath ? "fast path, then " : ""}BrowserPool ${f.isolation}, egress proxy)`, ours],
       ["Crawlee PuppeteerCrawler (defaults)", crawlee],
       [`fast path alone (answered ${fast.answered}/${sites}; scored on those)`, fast],
     ]);
     const ratio = crawlee ? ours.pagesPerSecond / crawlee.pagesPerSecond : null;
+    const cpuMsPerBrowserPage = browserPages > 0 ? ours.cpuMs / browserPages : null;
+    const crawleeCpuMsPerPage = crawlee ? crawlee.cpuMs / sites : null;
     console.log(`paths: ${JSON.stringify(ours.paths)}; fast path share ${fmt(fastPathShare, 3)}`);
     console.log(`escalated to the browser: ${JSON.stringify(ours.escalations)}`);
-    if (isolation === "wiped-context") console.log(`browser slots: ${JSON.stringify(ours.slots)}`);
+    if (f.isolation === "wiped-context") console.log(`browser slots: ${JSON.stringify(ours.slots)}`);
+    const cpu = (n: number | null) => (n === null ? "not measured" : `${fmt(n, 0)} ms`);
+    console.log(`CPU: ours ${cpu(cpuMsPerBrowserPage)} per browser page, Crawlee ${cpu(crawleeCpuMsPerPage)} per page`);
     console.log(`ratio vs Crawlee: ${ratio === null ? "not measured" : fmt(ratio)}x (goal ≥ 2x)`);
-    if (values.json) {
+    const verdicts = f.corpus === "real" ? verdictScore() : null;
+    if (verdicts) {
+      console.log(
+        `verdicts on the corpus's ${verdicts.files} font files: agreement ${fmt(verdicts.verdictAgreement, 3)}, ` +
+          `open fonts called unlicensed ${verdicts.openCalledUnlicensed}`,
+      );
+    }
+    console.log("sites whose used faces differ from the ground truth:");
+    printDiffs("ours", ours.diffs);
+    for (const [domain, why] of Object.entries(ours.failures ?? {})) console.log(`  ours ${domain} failed: ${why}`);
+    printDiffs("crawlee", crawlee?.diffs);
+    if (f.json) {
       const figures = {
+        corpus: f.corpus,
         sites,
-        concurrency,
-        isolation,
+        concurrency: f.concurrency,
+        isolation: f.isolation,
         pagesPerSecond: ours.pagesPerSecond,
         crawleePagesPerSecond: crawlee?.pagesPerSecond ?? null,
         ratioVsCrawlee: ratio,
         recall: ours.score.fileRecall,
         precision: ours.score.filePrecision,
+        usedFaceRecall: ours.score.usedFaceRecall,
+        usedFacePrecision: ours.score.usedFacePrecision,
         familyRecall: ours.score.familyRecall,
         familyPrecision: ours.score.familyPrecision,
+        verdictAgreement: verdicts?.verdictAgreement ?? null,
+        openCalledUnlicensed: verdicts?.openCalledUnlicensed ?? null,
+        cpuMsPerBrowserPage,
+        crawleeCpuMsPerPage,
         crawleeRecall: crawlee?.score.fileRecall ?? null,
         crawleePrecision: crawlee?.score.filePrecision ?? null,
         fastPathShare,
         fastPathPagesPerSecond: fast.pagesPerSecond,
         peakRssMb: ours.peakRssMb,
         crawleePeakRssMb: crawlee?.peakRssMb ?? null,
-        runs: { ours, crawlee, fastPath: fast },
+        runs: { ours, crawlee, fastPath: fast, verdictDisagreements: verdicts?.disagreements ?? null },
       };
-      writeFileSync(values.json, JSON.stringify(figures, null, 2) + "\n");
-      console.log(`figures written to ${values.json}`);
+      writeFileSync(f.json, JSON.stringify(figures, null, 2) + "\n");
+      console.log(`figures written to ${f.json}`);
     }
   } finally {
     await corpus.close();

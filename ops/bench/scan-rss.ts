@@ -5,21 +5,46 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 
-export type RssSampler = { peakMb(): number; stop(): number };
+export type RssSampler = {
+  peakMb(): number;
+  /**
+   * CPU time (user + system) of the tree since the sampler started, in ms: each process's last
+   * sample, so one that exited loses at most its last interval (a lower bound).
+   */
+  cpuMs(): number;
+  stop(): number;
+};
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100;
 
 /** Samples every `intervalMs` until stop(); stop() returns the peak in MB (MiB). */
 export function sampleTreeRss(intervalMs = 500, root = process.pid): RssSampler {
   let peak = 0;
+  const startTicks = new Map<number, number>();
+  const lastTicks = new Map<number, number>();
+  let first = true;
   const tick = (): void => {
-    const total = treeRssBytes(root);
+    const { rss: total, ticks } = treeStats(root);
     if (total > peak) peak = total;
+    for (const [pid, t] of ticks) {
+      if (first) startTicks.set(pid, t);
+      lastTicks.set(pid, t);
+    }
+    first = false;
   };
   tick();
   const timer = setInterval(tick, intervalMs);
   timer.unref();
   const mb = () => peak / 1024 / 1024;
+  const cpuMs = () => {
+    let ticks = 0;
+    for (const [pid, t] of lastTicks) ticks += t - (startTicks.get(pid) ?? 0);
+    return (ticks * 1000) / TICKS_PER_SECOND;
+  };
   return {
     peakMb: mb,
+    cpuMs,
     stop() {
       clearInterval(timer);
       tick();
@@ -28,9 +53,11 @@ export function sampleTreeRss(intervalMs = 500, root = process.pid): RssSampler 
   };
 }
 
-function treeRssBytes(root: number): number {
+/** RSS bytes of the tree, and CPU ticks (utime + stime) of each process in it. */
+function treeStats(root: number): { rss: number; ticks: Map<number, number> } {
   const children = new Map<number, number[]>();
   const rss = new Map<number, number>();
+  const cpu = new Map<number, number>();
   const pageSize = 4096;
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -41,6 +68,7 @@ function treeRssBytes(root: number): number {
       const pid = Number(name);
       const ppid = Number(fields[1]);
       rss.set(pid, Number(fields[21]) * pageSize); // field 24 of stat: rss in pages
+      cpu.set(pid, Number(fields[11]) + Number(fields[12])); // fields 14 and 15: utime, stime
       const list = children.get(ppid) ?? [];
       list.push(pid);
       children.set(ppid, list);
@@ -49,13 +77,15 @@ function treeRssBytes(root: number): number {
     }
   }
   let total = 0;
+  const ticks = new Map<number, number>();
   const stack = [root];
   while (stack.length > 0) {
     const pid = stack.pop()!;
     total += rss.get(pid) ?? 0;
+    ticks.set(pid, cpu.get(pid) ?? 0);
     stack.push(...(children.get(pid) ?? []));
   }
-  return total;
+  return { rss: total, ticks };
 }
 
 /**

@@ -3,7 +3,7 @@
  * only, as `npm run bench:scan` does for them) and sums, per stage, the time spent in each page
  * operation of extractFonts (waiting for a page, navigation, settle, inventory, rendered-font
  * sampling, links) across all jobs, and counts the renderer processes Chromium launched per page.
- * Flags: --sites N (200), --concurrency N (4),
+ * Flags: --corpus demo|real (demo; real: the sites from npm packages, --only id,id), --sites N (200), --concurrency N (4),
  * --isolation wiped-context|context-per-job, --no-egress (without the SSRF egress proxy).
  * `node ops/bench/scan-stages.ts`
  */
@@ -12,10 +12,9 @@ import type { Page } from "puppeteer-core";
 import { BrowserPool, type BrowserIsolation } from "../../actors/scanner/browser-pool.ts";
 import { extractFonts } from "../../actors/scanner/extract-fonts.ts";
 import { staticScan } from "../../actors/scanner/static-path.ts";
-import { startCorpus } from "../demo/corpus.ts";
+import { demoBenchCorpus, realBenchCorpus } from "./scan-corpora.ts";
 import { countRendererLaunches } from "./scan-rss.ts";
 
-const POLICY = { allowHosts: ["*.test"], hostMap: { "*.test": "127.0.0.1" } };
 const EXTRACT = { maxFontBytes: 10 * 1024 * 1024, navigationTimeoutMs: 30_000, settleMs: 150 };
 
 const totals = new Map<string, { ms: number; n: number }>();
@@ -51,6 +50,8 @@ function timed(page: Page): Page {
 
 const { values } = parseArgs({
   options: {
+    corpus: { type: "string", default: "demo" },
+    only: { type: "string" },
     sites: { type: "string", default: "200" },
     concurrency: { type: "string", default: "4" },
     isolation: { type: "string", default: "wiped-context" },
@@ -58,7 +59,11 @@ const { values } = parseArgs({
   },
 });
 const concurrency = Number(values.concurrency);
-const corpus = await startCorpus({ sites: Number(values.sites) });
+const corpus =
+  values.corpus === "real"
+    ? await realBenchCorpus(values.only?.split(","))
+    : await demoBenchCorpus(Number(values.sites));
+const POLICY = corpus.policy;
 try {
   const escalated = [];
   for (const site of corpus.sites) {
