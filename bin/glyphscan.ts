@@ -5,7 +5,7 @@
  */
 import { Command, Option } from "commander";
 import { ConfigError, ROLES } from "../config/mod.ts";
-import { connectNats, openRegistry } from "../cluster/mod.ts";
+import { InputError, connectNats, errorMessage, openRegistry } from "../cluster/mod.ts";
 import { startTelemetry } from "../cluster/telemetry.ts";
 import { startNode } from "../actors/compose.ts";
 import { commandContext, type GlobalOptions } from "./commands/context.ts";
@@ -308,9 +308,9 @@ program
     if (sites.some((s) => s.report.status !== "ok")) process.exitCode = 1;
   });
 
+// A wrong setting, flag or input file is a usage error (exit 2); anything else failed while running (exit 1).
 program.parseAsync().catch((err: unknown) => {
-  process.stderr.write(
-    `glyphscan: ${err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err)}\n`,
-  );
-  process.exit(2);
+  const usage = err instanceof ConfigError || err instanceof InputError;
+  process.stderr.write(`glyphscan: ${usage ? err.message : errorMessage(err)}\n`);
+  process.exit(usage ? 2 : 1);
 });
