@@ -8,7 +8,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Transform } from "node:stream";
-import { constants, crc32, createBrotliCompress, createDeflateRaw, deflateSync } from "node:zlib";
+import { constants, crc32, createBrotliCompress, createDeflateRaw } from "node:zlib";
 
 export type Table = { tag: string; data: Uint8Array };
 
@@ -93,13 +93,6 @@ export function woff(tables: Array<{ tag: string; stream: Uint8Array; origLength
   const out = Buffer.concat(parts);
   out.writeUInt32BE(out.length, 8);
   return out;
-}
-
-/** A WOFF of an sfnt's tables, each deflated, as a WOFF encoder writes it. */
-export function woffOf(tables: Table[]): Buffer {
-  return woff(
-    tables.map(({ tag, data }) => ({ tag, stream: deflateSync(data, { level: 9 }), origLength: data.length })),
-  );
 }
 
 /**
