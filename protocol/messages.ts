@@ -186,6 +186,18 @@ export const scanReportV1 = z.strictObject({
     .optional(),
   /** The IP address the site resolved to (the SSRF check's), for per-IP politeness; absent when unresolved. */
   address: z.string().max(64).optional(),
+  /**
+   * Why the static fast path handed the landing page to the browser (scanner.fastPath): the
+   * message, the triage or limit rule that fired, and the script it fired on. Absent when the fast
+   * path answered or was off.
+   */
+  escalation: z
+    .strictObject({
+      reason: z.string().max(500),
+      rule: z.string().max(64),
+      script: z.string().max(2_048).optional(),
+    })
+    .optional(),
   startedAt: isoDate,
   finishedAt: isoDate,
 });

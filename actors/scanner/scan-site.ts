@@ -54,6 +54,7 @@ export async function scanSite(pool: BrowserPool, target: { url: string }, opts:
       ...(merged.renderedFonts ? { renderedFonts: merged.renderedFonts } : {}),
       // The landing host's address from the SSRF check: the frontier's per-IP politeness.
       ...(pages[0]?.address ? { address: pages[0].address } : {}),
+      ...(pages[0]?.escalation ? { escalation: pages[0].escalation } : {}),
       startedAt,
       finishedAt: new Date().toISOString(),
     });
@@ -80,7 +81,14 @@ export async function scanSite(pool: BrowserPool, target: { url: string }, opts:
 
 const settleOf = (page: PageExtraction) => (page.settle ? { settle: page.settle } : {});
 
-type Scanned = { url: string; page?: PageExtraction; failure?: Failure; path: ScanReport["path"]; address?: string };
+type Scanned = {
+  url: string;
+  page?: PageExtraction;
+  failure?: Failure;
+  path: ScanReport["path"];
+  address?: string;
+  escalation?: ScanReport["escalation"];
+};
 
 /** One page: SSRF check, static fast path or the browser, redirect check. Never throws. */
 async function scanPage(
@@ -90,11 +98,13 @@ async function scanPage(
   policy: AddressPolicy,
 ): Promise<Omit<Scanned, "url">> {
   let address: string | undefined = undefined;
+  let escalation: ScanReport["escalation"] = undefined;
   const fail = (failure: Failure, page?: PageExtraction, path: ScanReport["path"] = "browser") => ({
     failure,
     path,
     ...(page ? { page } : {}),
     ...(address ? { address } : {}),
+    ...(escalation ? { escalation } : {}),
   });
   const url = new URL(href);
   if (url.protocol !== "http:" && url.protocol !== "https:") {
@@ -113,6 +123,12 @@ async function scanPage(
       return outcome;
     });
     if (quick.answered) return { page: quick.page, path: "static", address };
+    const { reason, rule, script } = quick;
+    escalation = {
+      reason: reason.slice(0, 500),
+      rule: rule.slice(0, 64),
+      ...(script ? { script: script.slice(0, 2_048) } : {}),
+    };
     opts.onEscalate?.(quick.reason);
   }
 
@@ -148,7 +164,7 @@ async function scanPage(
   if (page.httpStatus !== null && page.httpStatus >= 400) {
     return fail({ kind: "http-status", message: `landing page answered HTTP ${page.httpStatus}` }, page);
   }
-  return { page, path: "browser", address };
+  return { page, path: "browser", address, ...(escalation ? { escalation } : {}) };
 }
 
 /** Maps a navigation or browser error to the protocol's failure kinds. */
@@ -165,9 +181,9 @@ export function classify(err: unknown): Failure {
     }
     if (err instanceof JobTimeoutError || (err instanceof Error && err.name === "TimeoutError")) return "timeout";
     if (/net::ERR_NAME_NOT_RESOLVED|net::ERR_NAME_RESOLUTION_FAILED/.test(message)) return "dns";
-    if (/net::ERR_(CERT_|SSL_|BAD_SSL_)/.test(message)) return "tls";
+    if (/net::ERR_(?:CERT_|SSL_|BAD_SSL_)/.test(message)) return "tls";
     if (/net::ERR_TOO_MANY_REDIRECTS/.test(message)) return "redirect-loop";
-    if (/net::ERR_(TIMED_OUT|CONNECTION_TIMED_OUT)|took over \d+ ms|timeout/i.test(message)) return "timeout";
+    if (/net::ERR_(?:TIMED_OUT|CONNECTION_TIMED_OUT)|took over \d+ ms|timeout/i.test(message)) return "timeout";
     // A page that keeps navigating by script outruns the inventory's retries.
     if (/net::ERR_|Execution context was destroyed/.test(message)) return "navigation";
     return "internal";

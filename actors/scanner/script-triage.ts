@@ -24,14 +24,14 @@ export type ScriptFetcher = (url: string) => Promise<string | null>;
 export type Triage = {
   /** Whether any script runs at all (then hidden text may be shown by one). */
   runs: boolean;
-  /** Classes and attributes scripts may change: words they contain, and known libraries' toggles. */
-  words: Set<string>;
-  prefixes: string[];
+  /** Classes and attributes scripts may change (words they contain, known libraries' toggles), with the script. */
+  words: Map<string, string>;
+  prefixes: Array<[string, string]>;
 };
 
 export async function triageScripts(scripts: ScriptRef[], fetchScript: ScriptFetcher): Promise<Triage> {
   if (scripts.length > LIMITS.scripts) throw new Escalate(`more than ${LIMITS.scripts} scripts`, "limit");
-  const triage: Triage = { runs: false, words: new Set(), prefixes: [] };
+  const triage: Triage = { runs: false, words: new Map(), prefixes: [] };
   const texts = await Promise.all(
     scripts.map(async (s) => {
       if (s.src === null) return { s, text: s.text };
@@ -47,7 +47,7 @@ export async function triageScripts(scripts: ScriptRef[], fetchScript: ScriptFet
   }>) {
     if (toggles) {
       triage.runs = true;
-      for (const t of toggles) triage.words.add(t);
+      for (const t of toggles) triage.words.set(t, s.label);
       continue;
     }
     if (text === null || text.trim() === "") continue;
@@ -62,7 +62,7 @@ function classify(s: ScriptRef, text: string, triage: Triage): void {
     throw new Escalate(`script over ${LIMITS.scriptBytes} bytes`, "script-size", s.label);
   const known = KNOWN_BY_HASH[createHash("sha256").update(text).digest("hex")];
   if (known) {
-    for (const t of known.toggles) triage.words.add(t);
+    for (const t of known.toggles) triage.words.set(t, s.label);
     return;
   }
   if (KNOWN_SNIPPETS.some((k) => snippetMatches(k.template, text))) return;
@@ -73,7 +73,7 @@ function classify(s: ScriptRef, text: string, triage: Triage): void {
     const fired = firstRule(rules, lower);
     if (fired) throw new Escalate(`a script ${fired.rule.why} ("${fired.hit}")`, fired.rule.id, s.label);
   }
-  collectWords(text, triage);
+  collectWords(text, s.label, triage);
 }
 
 function firstRule(rules: readonly ContentRule[], lower: string): { rule: ContentRule; hit: string } | null {
@@ -91,16 +91,17 @@ function firstRule(rules: readonly ContentRule[], lower: string): { rule: Conten
 export function checkToggles(triage: Triage, selectorTokens: Set<string>): void {
   for (const token of selectorTokens) {
     const dataset = token.startsWith("data-") ? camel(token.slice(5)) : null;
-    const hit =
-      triage.words.has(token) ||
-      (dataset !== null && triage.words.has(dataset)) ||
-      triage.prefixes.some((p) => token.startsWith(p));
-    if (hit) throw new Escalate(`a script may change "${token}", which a font rule selects on`, "class-change");
+    const script =
+      triage.words.get(token) ??
+      (dataset === null ? undefined : triage.words.get(dataset)) ??
+      triage.prefixes.find(([p]) => token.startsWith(p))?.[1];
+    if (script !== undefined)
+      throw new Escalate(`a script may change "${token}", which a font rule selects on`, "class-change", script);
   }
 }
 
 /** Words of a script: runs of [A-Za-z0-9_-]; words ending in "-" are kept as prefixes ("fw-" + x). */
-function collectWords(text: string, triage: Triage): void {
+function collectWords(text: string, label: string, triage: Triage): void {
   let start = -1;
   for (let i = 0; i <= text.length; i++) {
     const c = i < text.length ? text.charCodeAt(i) : 32;
@@ -112,8 +113,8 @@ function collectWords(text: string, triage: Triage): void {
     if (start < 0) continue;
     const word = text.slice(start, i);
     start = -1;
-    if (word.length > 1 && word.endsWith("-")) triage.prefixes.push(word);
-    triage.words.add(word);
+    if (word.length > 1 && word.endsWith("-")) triage.prefixes.push([word, label]);
+    if (!triage.words.has(word)) triage.words.set(word, label);
   }
 }
 

@@ -134,6 +134,9 @@ test("scanSite records which path answered: static for pure CSS, browser for the
   t.like(a, { status: "ok", path: "static", pages: [{ url: css.url, finalUrl: css.url, httpStatus: 200 }] });
   t.like(b, { status: "ok", path: "browser" });
   t.is(escalations.length, 1);
+  // The report says why: the triage rule and the script it fired on.
+  t.like(b!.escalation, { rule: "font-api", script: "inline script" });
+  t.is(a!.escalation, undefined);
   t.regex(escalations[0] ?? "", /a script (uses the CSS Font Loading API|names a font file)/);
   t.deepEqual(sorted(b!.files.map((f) => f.sha256)), sorted(api.expectedFiles.map((f) => f.sha256)));
 });
