@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { format } from "prettier";
+import { format, resolveConfig } from "prettier";
 import { FONT_LICENCES } from "./licences.ts";
 import { NODE_MODULES, PAGES } from "./server.ts";
 import { SITES, type SiteDef } from "./sites.ts";
@@ -73,7 +73,10 @@ export function manifestOf(site: SiteDef): ManifestSite {
 if (import.meta.main) {
   const { values } = parseArgs({ options: { check: { type: "boolean", default: false } } });
   // Written as the repository formats JSON, so the file passes the format check as generated.
-  const text = await format(JSON.stringify({ sites: SITES.map(manifestOf) }), { parser: "json" });
+  const text = await format(JSON.stringify({ sites: SITES.map(manifestOf) }), {
+    ...(await resolveConfig(MANIFEST)),
+    filepath: MANIFEST,
+  });
   if (values.check) {
     const same = readFileSync(MANIFEST, "utf8") === text;
     console.log(same ? "manifest.json is up to date" : "manifest.json is out of date: run npm run corpus:manifest");

@@ -22,13 +22,18 @@ export type LoadedFace = {
   platformFamily: string;
 };
 export type Received = { sha256: string; url: string; via: "font" | "fetch" | "data-uri" | "font-face-bytes" };
+export type DrewWith = { css: string; real: string; style: string; weight: number };
 export type Rendered = { familyName: string; postScriptName: string; custom: boolean };
 export type PageView = {
   received: Received[];
   loaded: LoadedFace[];
   rendered: Rendered[];
-  /** "css family\u0000real family" for every CSS family (lower case) in the stack of text a web font drew. */
-  drewWith: string[];
+  /**
+   * Text a web font drew, one entry per distinct (stack family, real family, style, weight):
+   * every CSS family (lower case) of the element's computed font-family, the real family that
+   * drew, and the element's computed font-style and font-weight.
+   */
+  drewWith: DrewWith[];
   declaredFamilies: string[];
   /** FontFace(family, bytes) calls: the CSS family and descriptors, and the bytes' SHA-256. */
   byteFaces: Array<{ family: string; weight: string; style: string; sha256: string }>;
@@ -170,8 +175,13 @@ async function nodeFonts(cdp: CDPSession, nodeId: number, fonts: Map<string, Ren
     });
   if (!drew.some((f) => f.isCustomFont)) return;
   const style = await cdp.send("CSS.getComputedStyleForNode", { nodeId }).catch(() => ({ computedStyle: [] }));
-  const stack = stackOf(style.computedStyle.find((p) => p.name === "font-family")?.value ?? "");
-  for (const f of drew) if (f.isCustomFont) for (const css of stack) pairs.add(`${css}\u0000${f.familyName}`);
+  const prop = (name: string) => style.computedStyle.find((p) => p.name === name)?.value ?? "";
+  const stack = stackOf(prop("font-family"));
+  const fontStyle = prop("font-style").split(" ")[0] || "normal"; // "oblique 10deg" → "oblique"
+  const weight = Number.parseFloat(prop("font-weight")) || 400;
+  for (const f of drew)
+    if (f.isCustomFont)
+      for (const css of stack) pairs.add(JSON.stringify({ css, real: f.familyName, style: fontStyle, weight }));
 }
 
 /**
@@ -277,7 +287,7 @@ export async function viewPage(
     received: net.received,
     loaded: [...loaded.values()],
     rendered,
-    drewWith: [...pairs].sort(),
+    drewWith: [...pairs].sort().map((p) => JSON.parse(p) as DrewWith),
     declaredFamilies: [...new Set(fonts.families)].sort(),
     byteFaces,
     httpStatus: net.status(),

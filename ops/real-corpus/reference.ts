@@ -13,7 +13,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { format } from "prettier";
+import { format, resolveConfig } from "prettier";
 import puppeteer, { type Browser } from "puppeteer-core";
 import { viewPage, type PageView } from "./reference-page.ts";
 import { startRealCorpus, type RealSite } from "./server.ts";
@@ -32,6 +32,46 @@ export type SiteTruth = {
   renderedFonts: string[];
 };
 export type GroundTruth = { sites: SiteTruth[] };
+
+type LoadedFace = PageView["loaded"][number];
+
+/** A face's weight as a range ("400", "100 900", "bold"). */
+function weightRange(w: string): [number, number] {
+  const named: Record<string, number> = { normal: 400, bold: 700 };
+  const [lo, hi] = w.split(/\s+/).map((x) => named[x] ?? Number(x));
+  return [lo ?? 400, hi ?? lo ?? 400];
+}
+
+/**
+ * The loaded faces CSS font matching (CSS Fonts 4 §5.2, style then weight) picks for text that
+ * the real family `real` drew under the stack family `css`: the face's weight and style are read
+ * from what matched, so a loaded italic or bold that drew nothing is not counted. Faces that
+ * differ only in unicode-range are all kept: Chromium fetches a subset only for text in its range.
+ */
+function facesFor(loaded: readonly LoadedFace[], text: PageView["drewWith"][number]): LoadedFace[] {
+  const family = loaded.filter((f) => f.family.toLowerCase() === text.css && f.platformFamily === text.real);
+  const styleOrder =
+    text.style === "normal"
+      ? ["normal", "oblique", "italic"]
+      : [text.style, text.style === "italic" ? "oblique" : "italic", "normal"];
+  const style = styleOrder.find((s) => family.some((f) => f.style === s));
+  const sameStyle = family.filter((f) => f.style === style);
+  if (sameStyle.length === 0) return [];
+  const w = text.weight;
+  const distance = (f: LoadedFace): number => {
+    const [lo, hi] = weightRange(f.weight);
+    if (w >= lo && w <= hi) return 0;
+    // Below 400 look lighter first, above 500 heavier first; 400-500 look up to 500, then lighter, then heavier.
+    const lighter = hi < w;
+    const gap = lighter ? w - hi : lo - w;
+    if (w < 400) return lighter ? gap : 1000 + gap;
+    if (w > 500) return lighter ? 1000 + gap : gap;
+    if (!lighter && lo <= 500) return gap;
+    return lighter ? 500 + gap : 1000 + gap;
+  };
+  const best = Math.min(...sameStyle.map(distance));
+  return sameStyle.filter((f) => distance(f) === best);
+}
 
 /** The received file a loaded face's src names (URL, data: URI or FontFace bytes). */
 function fileOf(view: PageView, face: PageView["loaded"][number]): PageView["received"][number] | null {
@@ -55,12 +95,12 @@ function fileOf(view: PageView, face: PageView["loaded"][number]): PageView["rec
 }
 
 export function truthOf(id: string, view: PageView): SiteTruth {
-  const drew = new Set(view.drewWith);
+  const chosen = new Set<PageView["loaded"][number]>();
+  for (const text of view.drewWith) for (const face of facesFor(view.loaded, text)) chosen.add(face);
   const used = new Map<string, UsedFile>();
   const families = new Set<string>();
   for (const face of view.loaded) {
-    // Used: the real family this face loaded drew text whose font-family stack names the face's family.
-    if (!drew.has(`${face.family.toLowerCase()}\u0000${face.platformFamily}`)) continue;
+    if (!chosen.has(face)) continue;
     const file = fileOf(view, face);
     families.add(face.family);
     if (!file) continue;
@@ -144,7 +184,13 @@ async function main(): Promise<void> {
     );
   if (!values.check) {
     // Written as the repository formats JSON, so the file passes the format check as generated.
-    writeFileSync(values.out, await format(JSON.stringify({ sites: truth } satisfies GroundTruth), { parser: "json" }));
+    writeFileSync(
+      values.out,
+      await format(JSON.stringify({ sites: truth } satisfies GroundTruth), {
+        ...(await resolveConfig(values.out)),
+        filepath: values.out,
+      }),
+    );
     console.log(`ground truth of ${truth.length} sites written to ${values.out}`);
     return;
   }

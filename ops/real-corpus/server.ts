@@ -120,3 +120,13 @@ export async function startRealCorpus(opts: { port?: number; only?: readonly str
       }),
   };
 }
+
+// `node ops/real-corpus/server.ts [--port N]`: serve the corpus until interrupted, listing the sites.
+if (import.meta.main) {
+  const port = process.argv.includes("--port") ? Number(process.argv[process.argv.indexOf("--port") + 1]) : 0;
+  const corpus = await startRealCorpus({ port });
+  for (const site of corpus.sites) console.log(site.url);
+  console.log(`scan one: glyphscan scan <url> --allow-host '*.test=127.0.0.1'`);
+  process.once("SIGINT", () => void corpus.close());
+  process.once("SIGTERM", () => void corpus.close());
+}
