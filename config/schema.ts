@@ -191,7 +191,13 @@ export const configSchema = z.strictObject({
       chromiumPath: z.string().default("/usr/bin/chromium").describe("Chromium executable"),
       concurrency: positiveInt.max(32).default(2).describe("Pages rendered at once per node"),
       navigationTimeoutMs: positiveInt.default(30_000).describe("Budget of one page load"),
-      settleMs: z.number().int().min(0).default(150).describe("Wait after fonts.ready for late FontFace loads"),
+      settleMs: z.number().int().min(0).default(150).describe("Least wait after DOMContentLoaded before the inventory"),
+      settleQuietMs: positiveInt
+        .default(300)
+        .describe("Quiet time (no font, CSS, script or fetch in flight, no new face or sheet) ending the settle"),
+      settleBudgetMs: positiveInt
+        .default(10_000)
+        .describe("Longest settle after DOMContentLoaded, never past navigationTimeoutMs; then the inventory"),
       maxFontBytes: positiveInt.default(10 * 1024 * 1024).describe("Larger font responses are recorded unparsed"),
       fastPath: z
         .boolean()
