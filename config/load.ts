@@ -152,7 +152,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     throw new ConfigError(`region: "${config.region}" is not one of regions [${config.regions.join(", ")}]`);
   }
   config.nodeId ??= `${hostname()
-    .replace(/[^A-Za-z0-9_-]/g, "-")
+    .replace(/[^\w-]/g, "-")
     .slice(0, 40)}-${process.pid}`;
   return deepFreeze(config);
 }

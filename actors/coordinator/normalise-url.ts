@@ -58,7 +58,7 @@ const SCHEME_PREFIX = /^([a-z][a-z0-9+.-]*):/i;
 /** `host:port[/…]`, which WHATWG would otherwise read as scheme `host:`. */
 const HOST_PORT = /^[^/:?#@]+:\d+(?:[/?#]|$)/;
 /** Whitespace or control characters anywhere (WHATWG would silently drop tabs/newlines). */
-const BAD_CHARS = /[\s\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028\u2029\ufeff]/u;
+const BAD_CHARS = /[\s\u0000-\u001f\u007f-\u009f\u200b-\u200f]/u;
 const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 
 const reject = (code: RejectCode, reason: string): NormaliseOutcome => ({ ok: false, code, reason });
@@ -108,7 +108,7 @@ export function normaliseSubmission(raw: string, opts: NormaliseOptions): Normal
     return reject("malformed", "not a parseable URL");
   }
   // An FQDN's trailing dot names the same site; drop it so dedupe and seeds agree.
-  const host = url.hostname.replace(/\.+$/, "");
+  const host = url.hostname.replace(/(?<!\.)\.+$/, "");
   if (host === "") return reject("malformed", "URL has no host");
   url.hostname = host;
   const seedUrl = `${url.origin}/`;

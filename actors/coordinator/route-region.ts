@@ -59,7 +59,7 @@ function suffixMap(tldRegions: Readonly<Record<string, string>>): Map<string, st
         suffix
           .trim()
           .toLowerCase()
-          .replace(/^\.+|\.+$/g, ""),
+          .replace(/^\.+|(?<!\.)\.+$/g, ""),
         region,
       );
     }
@@ -99,7 +99,10 @@ export function primaryRegion(domain: string, hint: string | undefined, opts: Ro
   const hinted = wanted ? opts.regions.find((r) => r.toLowerCase() === wanted) : undefined;
   if (hinted !== undefined) return hinted;
 
-  const name = domain.trim().toLowerCase().replace(/\.+$/, "");
+  const name = domain
+    .trim()
+    .toLowerCase()
+    .replace(/(?<!\.)\.+$/, "");
   if (name === "" || opts.regions.length === 0) return opts.defaultRegion;
 
   const mapped = fromSuffixMap(name, opts);

@@ -60,7 +60,7 @@ export const licenseInputSchema = z
     id: z
       .string()
       .trim()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$/, "a stable id of letters, digits and . _ : / -"),
+      .regex(/^[A-Z0-9][\w.:/-]{0,99}$/i, "a stable id of letters, digits and . _ : / -"),
     licensee: z.string().trim().min(1).max(300),
     domains: list.pipe(
       z

@@ -73,7 +73,7 @@ export class LicensingClient {
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
       ...options,
       token: options.token,
-      url: options.url.replace(/\/+$/, ""),
+      url: options.url.replace(/(?<!\/)\/+$/, ""),
     };
   }
 

@@ -123,7 +123,7 @@ export function decideVerdict(use: FontUse, input: VerdictInput): FontVerdict {
       evidence.licensee = licence.licensee;
       return out("licensed", licence._id, `web licence ${licence._id} held by ${licence.licensee}`);
     }
-    if (!/^(does not cover|names other files|names another family)/.test(why))
+    if (!/^(?:does not cover|names other files|names another family)/.test(why))
       evidence.rejected.push({ licenseId: licence._id, why });
   }
 

@@ -61,7 +61,7 @@ const JOB_HEADROOM_MS = 25_000;
 const GUARD_HEADROOM_MS = 10_000;
 
 const CRASH_MESSAGE =
-  /target closed|session closed|connection closed|page crashed|frame was detached|browser has disconnected|unable to (get browser page|restart chrome)|websocket is not open/i;
+  /target closed|session closed|connection closed|page crashed|frame was detached|browser has disconnected|unable to (?:get browser page|restart chrome)|websocket is not open/i;
 
 /** A page target gone before the task could attach to it (Target.attachToTarget). */
 const STALE_TARGET = /No target with given id found/;

@@ -9,7 +9,7 @@ import type { Blocked } from "./page-guards.ts";
 import type { RenderedFont } from "./rendered-fonts.ts";
 
 const ASSET =
-  /\.(pdf|zip|gz|tgz|bz2|xz|7z|rar|tar|dmg|exe|msi|apk|iso|img|png|jpe?g|gif|webp|avif|svg|ico|bmp|tiff?|mp[34]|m4[av]|webm|ogg|ogv|wav|flac|mov|avi|mkv|woff2?|ttf|otf|eot|css|js|mjs|json|xml|rss|atom|txt|csv|docx?|xlsx?|pptx?|odt|ods)$/i;
+  /\.(?:pdf|zip|gz|tgz|bz2|xz|7z|rar|tar|dmg|exe|msi|apk|iso|img|png|jpe?g|gif|webp|avif|svg|ico|bmp|tiff?|mp[34]|m4[av]|webm|ogg|ogv|wav|flac|mov|avi|mkv|woff2?|ttf|otf|eot|css|js|mjs|json|xml|rss|atom|txt|csv|docx?|xlsx?|pptx?|odt|ods)$/i;
 const MAX_LINKS = 200;
 
 /** Links of the current document, absolute http(s), in document order (run in the page). */
@@ -54,7 +54,7 @@ function registrable(host: string): string {
 }
 
 function pathKey(u: URL): string {
-  return `${u.hostname.toLowerCase()}${u.pathname.replace(/\/+$/, "") || "/"}`;
+  return `${u.hostname.toLowerCase()}${u.pathname.replace(/(?<!\/)\/+$/, "") || "/"}`;
 }
 
 export type PageFonts = {

@@ -252,7 +252,7 @@ class Slot {
   /** Records every origin the job's pages (and whatever they open) request or navigate to. */
   #track(context: BrowserContext, page: Page): void {
     const add = (url: string): void => {
-      if (!/^(https?|wss?):/i.test(url)) return;
+      if (!/^(?:https?|wss?):/i.test(url)) return;
       try {
         const u = new URL(url);
         u.protocol = u.protocol === "wss:" ? "https:" : u.protocol === "ws:" ? "http:" : u.protocol;

@@ -372,10 +372,10 @@ function parseSamples(text: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (!line || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    const m = /^([a-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/i.exec(line);
     if (!m) continue;
     const labels = (m[2] ?? "")
-      .split(/,(?=[a-zA-Z_]\w*=")/)
+      .split(/,(?=[a-z_]\w*=")/i)
       .filter((l) => l && !l.startsWith("otel_scope_"))
       .join(",");
     out.set(labels ? `${m[1]}{${labels}}` : m[1]!, Number(m[3]));
