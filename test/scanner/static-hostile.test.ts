@@ -122,3 +122,12 @@ for (const c of cases) {
     t.false(!out.answered && out.rule === "internal", out.answered ? "" : out.reason);
   });
 }
+
+test.serial("the block watcher sees a 300 ms synchronous stretch (the measure is not vacuous)", async (t) => {
+  const stop = watchBlocking();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  const until = performance.now() + 300;
+  while (performance.now() < until); // a synchronous stretch, as a slow regular expression would be
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  t.true(stop() >= 250);
+});
