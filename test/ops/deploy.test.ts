@@ -120,7 +120,7 @@ const glyphscanServices = (services: Record<string, ComposeService>) =>
 /** "1m0s", "60s", "1m30s" → ms. */
 function durationMs(d: string): number {
   let ms = 0;
-  for (const m of d.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) {
+  for (const m of d.matchAll(/(\d+(?:\.\d+)?)(ms|[hms])/gy)) {
     ms += Number(m[1]) * { h: 3_600_000, m: 60_000, s: 1_000, ms: 1 }[m[2] as "h" | "m" | "s" | "ms"];
   }
   return ms;
@@ -233,6 +233,11 @@ function natsConf(region: string): string {
   return readFileSync(path.join(DEPLOY, "nats", `${region}.conf`), "utf8");
 }
 
+/** The generated NATS users every region's config includes (`npm run nats:auth`). */
+const AUTH_CONF = path.join(DEPLOY, "nats", "auth.conf");
+/** The environment variables auth.conf takes its passwords from. */
+const authPasswordVars = () => [...readFileSync(AUTH_CONF, "utf8").matchAll(/password: \$(\w+)$/gm)].map((m) => m[1]!);
+
 test("each region's NATS config: cluster, gateway and tag named after the region, gateways to every region", (t) => {
   for (const r of REGIONS) {
     const conf = natsConf(r);
@@ -240,7 +245,7 @@ test("each region's NATS config: cluster, gateway and tag named after the region
     t.regex(conf, new RegExp(`gateway \\{\\s*name: ${r}\\n`, "s"), `${r}: gateway name`);
     t.regex(conf, new RegExp(`server_tags: \\["region:${r}"\\]`), `${r}: server tag`);
     t.regex(conf, /jetstream \{/);
-    t.regex(conf, /password: \$GLYPHSCAN_NATS_PASS\n/, `${r}: password from the environment`);
+    t.regex(conf, /^include "auth.conf"$/m, `${r}: the generated users`);
     for (const other of REGIONS) {
       t.regex(conf, new RegExp(`\\{ name: ${other}, urls: \\["nats://nats-${other}:7222"\\] \\}`), `${r} → ${other}`);
     }
@@ -268,13 +273,19 @@ function localConf(t: ExecutionContext, region: string, ports: Record<string, Re
     replace(new RegExp(`nats://nats-${r}:7222`), `nats://127.0.0.1:${ports[r]!["gateway"]}`);
     if (r === region) replace(new RegExp(`nats://nats-${r}:6222`), `nats://127.0.0.1:${ports[r]!["route"]}`);
   }
-  t.false(/nats-(eu|us):|0\.0\.0\.0/.test(conf), `${region}.conf: an address left unmapped`);
+  // The harness runs the config from a directory of its own, and nats-server reads an include
+  // relative to the config: the users file goes in its place, as it is.
+  replace(/^include "auth.conf"$/m, readFileSync(AUTH_CONF, "utf8").replaceAll("$", "$$$$"));
+  t.false(/nats-(?:eu|us):|0\.0\.0\.0/.test(conf), `${region}.conf: an address left unmapped`);
   return conf;
 }
 
 test("the NATS configs form one supercluster: a stream placed in the other region is reachable", async (t) => {
   const pass = "gateway-test-pass";
-  process.env["GLYPHSCAN_NATS_PASS"] = pass; // nats-server reads $GLYPHSCAN_NATS_PASS like in compose
+  // nats-server reads each user's $GLYPHSCAN_NATS_PASS_<USER> from its environment, as in compose.
+  const vars = authPasswordVars();
+  t.true(vars.includes("GLYPHSCAN_NATS_PASS_OPERATOR"), vars.join(", "));
+  for (const v of vars) process.env[v] = pass;
   const ports: Record<string, Record<string, number>> = {};
   for (const r of REGIONS) ports[r] = { http: await freePort(), route: await freePort(), gateway: await freePort() };
   const servers: ManagedServer[] = [];
@@ -294,7 +305,7 @@ test("the NATS configs form one supercluster: a stream placed in the other regio
   // Without the password the server refuses the client.
   await t.throwsAsync(connect({ servers: eu.url, reconnect: false }));
 
-  const nc = await connect({ servers: eu.url, user: "glyphscan", pass, reconnect: false });
+  const nc = await connect({ servers: eu.url, user: "operator", pass, reconnect: false });
   t.teardown(() => nc.close());
   // JetStream answers once both servers have formed the meta group over the gateway.
   const deadline = Date.now() + 30_000;
@@ -493,7 +504,7 @@ function containerEnv(t: ExecutionContext, d: K8sDoc, c: Obj, configMaps: Map<st
       if (obj(from["secretKeyRef"])["optional"] === true) continue;
       env[name] = name === "GLYPHSCAN_MONGO_URL" ? "mongodb://u:p@mongo:27017/" : `secret-of-${name}`;
     } else if (from["fieldRef"]) {
-      env[name] = d.name.replace(/[^A-Za-z0-9_-]/g, "-") + "-7d9f8b6c5-abcde";
+      env[name] = d.name.replace(/[^\w-]/g, "-") + "-7d9f8b6c5-abcde";
     } else {
       t.true(typeof e["value"] === "string", `${d.file} ${name}: a string value`);
       env[name] = str(e["value"]);
@@ -716,8 +727,8 @@ function importGraph(entry: string): { files: Set<string>; packages: Set<string>
     files.add(file);
     const source = readFileSync(file, "utf8");
     const specs = [
-      ...source.matchAll(/^\s*(?:import|export)(?!\s+type\b)[^"'`;]*?from\s*["']([^"']+)["']/gm),
-      ...source.matchAll(/^\s*import\s*["']([^"']+)["']/gm),
+      ...source.matchAll(/^[ \t]*(?:import|export)(?!\s+type\b)[^"'`;]*?from\s*["']([^"']+)["']/gm),
+      ...source.matchAll(/^[ \t]*import\s*["']([^"']+)["']/gm),
       ...source.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g),
     ].map((m) => m[1]!);
     for (const spec of specs) {
@@ -826,7 +837,7 @@ test("the runbook names real metrics and real commands", (t) => {
   const bucketNames = new Set<string>(Object.values(buckets));
   const used = new Set(
     [...runbook.matchAll(/\bglyphscan_[a-z_]+/g)]
-      .map((m) => m[0].replace(/_(bucket|sum|count)$/, ""))
+      .map((m) => m[0].replace(/_(?:bucket|sum|count)$/, ""))
       .filter((name) => !bucketNames.has(name)),
   );
   t.true(used.size >= 6, `the runbook uses ${used.size} metrics`);
