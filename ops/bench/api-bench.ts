@@ -260,7 +260,7 @@ async function rebuildView(file: string): Promise<number> {
     for (const line of b.toString().trim().split("\n")) {
       last = line;
       // One progress line in ten thousand domains.
-      if (Number(/(\d+)\//.exec(line)?.[1]) % 10_000 === 0) process.stderr.write(`${line}\n`);
+      if (Number(/(?<!\d)(\d+)\//.exec(line)?.[1]) % 10_000 === 0) process.stderr.write(`${line}\n`);
     }
   });
   const code = await new Promise<number | null>((r) => child.once("exit", r));
