@@ -39,11 +39,16 @@ const SECRET_ENV = [
   "GLYPHSCAN_LICENSING_TOKEN",
   "GLYPHSCAN_MONGO_URL",
 ];
-const COMPOSE_SECRETS = {
-  GLYPHSCAN_NATS_PASS: "nats-test-pass",
+/** Each generated NATS user's password variable (ops/deploy/nats/auth.conf) gets a test value of its own. */
+const natsPasswordVars = () =>
+  [...readFileSync(path.join(DEPLOY, "nats", "auth.conf"), "utf8").matchAll(/password: \$(\w+)$/gm)].map((m) => m[1]!);
+const COMPOSE_SECRETS: Record<string, string> = {
   MONGO_PASSWORD: "mongo-test-pass",
   GLYPHSCAN_API_JWT_SECRET: "jwt-test-secret-of-at-least-32-characters",
+  ...Object.fromEntries(natsPasswordVars().map((v) => [v, `test-pass-${v.toLowerCase()}`])),
 };
+/** The password variable of a generated NATS user (`control-eu` → `GLYPHSCAN_NATS_PASS_CONTROL_EU`). */
+const natsPasswordVar = (user: string) => `GLYPHSCAN_NATS_PASS_${user.toUpperCase().replaceAll("-", "_")}`;
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -157,7 +162,8 @@ test("docker compose config passes and names every service of both regions", asy
     t.deepEqual([...cfg.regions].sort(), [...REGIONS]);
     t.is(cfg.nats.placement, "cluster", `${name}: streams placed in the region's NATS cluster`);
     t.is(cfg.api.jwtSecret ?? COMPOSE_SECRETS.GLYPHSCAN_API_JWT_SECRET, COMPOSE_SECRETS.GLYPHSCAN_API_JWT_SECRET);
-    t.is(cfg.nats.pass, COMPOSE_SECRETS.GLYPHSCAN_NATS_PASS, `${name}: NATS password from the environment`);
+    t.truthy(cfg.nats.user, `${name}: logs in as a NATS user of its own`);
+    t.is(cfg.nats.pass, COMPOSE_SECRETS[natsPasswordVar(cfg.nats.user ?? "")], `${name}: its user's NATS password`);
     t.true(cfg.mongo.url.includes(COMPOSE_SECRETS.MONGO_PASSWORD), `${name}: Mongo password from the environment`);
     t.truthy(cfg.telemetry.otlpEndpoint?.startsWith("http://otel-collector:4318/"), `${name}: traces to the collector`);
     if (command[0] === "node") {
@@ -236,7 +242,6 @@ function natsConf(region: string): string {
 /** The generated NATS users every region's config includes (`npm run nats:auth`). */
 const AUTH_CONF = path.join(DEPLOY, "nats", "auth.conf");
 /** The environment variables auth.conf takes its passwords from. */
-const authPasswordVars = () => [...readFileSync(AUTH_CONF, "utf8").matchAll(/password: \$(\w+)$/gm)].map((m) => m[1]!);
 
 test("each region's NATS config: cluster, gateway and tag named after the region, gateways to every region", (t) => {
   for (const r of REGIONS) {
@@ -283,7 +288,7 @@ function localConf(t: ExecutionContext, region: string, ports: Record<string, Re
 test("the NATS configs form one supercluster: a stream placed in the other region is reachable", async (t) => {
   const pass = "gateway-test-pass";
   // nats-server reads each user's $GLYPHSCAN_NATS_PASS_<USER> from its environment, as in compose.
-  const vars = authPasswordVars();
+  const vars = natsPasswordVars();
   t.true(vars.includes("GLYPHSCAN_NATS_PASS_OPERATOR"), vars.join(", "));
   for (const v of vars) process.env[v] = pass;
   const ports: Record<string, Record<string, number>> = {};
