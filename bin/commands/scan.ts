@@ -8,6 +8,7 @@
  * asked, so a font they would decide shows as pending, never as unlicensed.
  */
 import { isIP } from "node:net";
+import { InputError } from "../../cluster/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import { normaliseSubmission } from "../../actors/coordinator/normalise-url.ts";
 import { fontUses } from "../../actors/licensing/compliance.ts";
@@ -18,31 +19,26 @@ import { scanSite } from "../../actors/scanner/scan-site.ts";
 import { hostResolverRules } from "../../actors/scanner/scanner-actor.ts";
 import type { ScanReport } from "../../protocol/mod.ts";
 
-/** A flag or argument the command cannot run with (exit code 2). */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
-
 export type ScanRequest = { urls: string[]; json: boolean; allowHosts: string[]; hostMap: Record<string, string> };
 
 export const UNAVAILABLE_SOURCES = ["licence registry (MongoDB)", "external licensing service"] as const;
 
 /** Checks the URLs and `--allow-host PATTERN[=ADDRESS]` values. */
 export function parseScanFlags(urls: readonly string[], opts: { json?: boolean; allowHost?: string[] }): ScanRequest {
-  if (urls.length === 0) throw new UsageError("scan: give at least one URL");
+  if (urls.length === 0) throw new InputError("scan: give at least one URL");
   for (const url of urls) {
     const parsed = URL.canParse(url) ? new URL(url) : null;
     if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:"))
-      throw new UsageError(`scan: not an http(s) URL: ${url}`);
+      throw new InputError(`scan: not an http(s) URL: ${url}`);
   }
   const allowHosts: string[] = [];
   const hostMap: Record<string, string> = {};
   for (const value of opts.allowHost ?? []) {
     const [pattern, address, ...rest] = value.split("=");
     if (!pattern || !/^(?:\*\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*$/i.test(pattern) || rest.length > 0)
-      throw new UsageError(`scan: --allow-host wants PATTERN[=ADDRESS] (e.g. *.test=127.0.0.1), got ${value}`);
+      throw new InputError(`scan: --allow-host wants PATTERN[=ADDRESS] (e.g. *.test=127.0.0.1), got ${value}`);
     if (address !== undefined && isIP(address) === 0)
-      throw new UsageError(`scan: --allow-host ${pattern}: ${address} is not an IP address`);
+      throw new InputError(`scan: --allow-host ${pattern}: ${address} is not an IP address`);
     allowHosts.push(pattern);
     if (address !== undefined) hostMap[pattern] = address;
   }
