@@ -9,6 +9,7 @@ import { createWriteStream } from "node:fs";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import cliProgress from "cli-progress";
+import { InputError } from "../../cluster/mod.ts";
 import type { Config } from "../../config/mod.ts";
 import { VERDICT_KINDS } from "../../protocol/mod.ts";
 import { openDatabase } from "../../actors/store/database.ts";
@@ -25,11 +26,6 @@ import type { Verdict } from "../../actors/licensing/verdict.ts";
 
 export type ExportFormat = "csv" | "jsonl";
 
-/** A flag the user got wrong: the command exits 2 with the message. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
-
 export interface ExportFlags {
   format?: string | undefined;
   out?: string | undefined;
@@ -45,7 +41,8 @@ export interface ExportRequest {
   filter: ExportFilter;
 }
 
-const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+const ISO =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](?<time>\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)(?<zone>Z|[+-]\d{2}:?\d{2})?)?$/i;
 
 /** An ISO 8601 date (midnight UTC) or date-time (UTC unless it names an offset). */
 export function parseIsoDate(flag: string, value: string): Date {
@@ -53,14 +50,19 @@ export function parseIsoDate(flag: string, value: string): Date {
   const m = ISO.exec(v);
   if (m) {
     const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
-    const text = m[4] === undefined ? `${m[1]}-${m[2]}-${m[3]}T00:00:00Z` : m[7] === undefined ? `${v}Z` : v;
+    const text =
+      m.groups?.["time"] === undefined
+        ? `${m[1]}-${m[2]}-${m[3]}T00:00:00Z`
+        : m.groups["zone"] === undefined
+          ? `${v}Z`
+          : v;
     const date = new Date(text);
     // A day that does not exist (2026-02-30) is refused, not rolled over into the next month.
     const day = new Date(Date.UTC(y, mo - 1, d));
     const real = day.getUTCFullYear() === y && day.getUTCMonth() === mo - 1 && day.getUTCDate() === d;
     if (real && !Number.isNaN(date.getTime())) return date;
   }
-  throw new UsageError(`--${flag}: "${value}" is not an ISO 8601 date (2026-06-01 or 2026-06-01T12:00:00Z)`);
+  throw new InputError(`--${flag}: "${value}" is not an ISO 8601 date (2026-06-01 or 2026-06-01T12:00:00Z)`);
 }
 
 /** Repeated and comma-separated `--verdict` values, checked. */
@@ -68,7 +70,7 @@ export function parseVerdicts(values: readonly string[]): Verdict[] {
   const out = new Set<Verdict>();
   for (const v of values.flatMap((x) => x.split(",")).map((x) => x.trim().toLowerCase())) {
     if (v === "") continue;
-    if (!isVerdict(v)) throw new UsageError(`--verdict: unknown verdict "${v}" (one of ${VERDICT_KINDS.join(", ")})`);
+    if (!isVerdict(v)) throw new InputError(`--verdict: unknown verdict "${v}" (one of ${VERDICT_KINDS.join(", ")})`);
     out.add(v);
   }
   return [...out];
@@ -76,13 +78,13 @@ export function parseVerdicts(values: readonly string[]): Verdict[] {
 
 export function parseExportFlags(flags: ExportFlags): ExportRequest {
   const format = (flags.format ?? "csv").toLowerCase();
-  if (format !== "csv" && format !== "jsonl") throw new UsageError(`--format: "${flags.format}" is not csv or jsonl`);
+  if (format !== "csv" && format !== "jsonl") throw new InputError(`--format: "${flags.format}" is not csv or jsonl`);
   const since = flags.since === undefined ? undefined : parseIsoDate("since", flags.since);
   const until = flags.until === undefined ? undefined : parseIsoDate("until", flags.until);
-  if (since && until && since >= until) throw new UsageError("--since must be before --until");
+  if (since && until && since >= until) throw new InputError("--since must be before --until");
   if (flags.region !== undefined && !/^[a-z][a-z0-9-]{0,31}$/.test(flags.region))
-    throw new UsageError(`--region: "${flags.region}" is not a region name`);
-  if (flags.out === "") throw new UsageError("--out: a file name is needed");
+    throw new InputError(`--region: "${flags.region}" is not a region name`);
+  if (flags.out === "") throw new InputError("--out: a file name is needed");
   return {
     format,
     out: flags.out === undefined || flags.out === "-" ? null : flags.out,
