@@ -17,7 +17,7 @@ const hostPatterns = z.array(z.string().min(1));
 export const configSchema = z.strictObject({
   nodeId: z
     .string()
-    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .regex(/^[\w-]{1,64}$/)
     .optional()
     .describe("Node identity in the registry; default: <hostname>-<pid>"),
   logLevel: z
@@ -47,7 +47,7 @@ export const configSchema = z.strictObject({
         ),
       sharedPlacement: z
         .string()
-        .regex(/^[A-Za-z0-9_-]{1,64}$/)
+        .regex(/^[\w-]{1,64}$/)
         .optional()
         .describe(
           "With placement cluster or tag: the cluster (or region:<tag>) holding the shared streams (feeds, admissions, dead letters, compliance, global results) and KV buckets",

@@ -23,7 +23,7 @@ export function licenceDomain(value: string): string {
     .trim()
     .toLowerCase()
     .replace(/^[a-z]+:\/\//, "")
-    .replace(/[/:].*$/, "")
+    .split(/[/:]/, 1)[0]!
     .replace(/\.$/, "")
     .replace(/^\*\./, "")
     .replace(/^www\./, "");

@@ -182,7 +182,9 @@ function samples(text: string): Map<string, number> {
   for (const line of text.split("\n")) {
     const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)/.exec(line);
     if (!m) continue;
-    const labels = ((m[2] ?? "").match(/(?<![a-z_])[a-z_]+="[^"]*"/g) ?? []).filter((l) => !l.startsWith("otel_scope_"));
+    const labels = ((m[2] ?? "").match(/(?<![a-z_])[a-z_]+="[^"]*"/g) ?? []).filter(
+      (l) => !l.startsWith("otel_scope_"),
+    );
     out.set(`${m[1]}{${labels.sort().join(",")}}`, Number(m[3]));
   }
   return out;

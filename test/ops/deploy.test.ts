@@ -42,7 +42,7 @@ const SECRET_ENV = [
 /** Each generated NATS user's password variable (ops/deploy/nats/auth.conf) gets a test value of its own. */
 const natsPasswordVars = () =>
   [...readFileSync(path.join(DEPLOY, "nats", "auth.conf"), "utf8").matchAll(/password: \$(\w+)$/gm)].map((m) => m[1]!);
-const COMPOSE_SECRETS: Record<string, string> = {
+const COMPOSE_SECRETS: { MONGO_PASSWORD: string; GLYPHSCAN_API_JWT_SECRET: string; [v: string]: string } = {
   MONGO_PASSWORD: "mongo-test-pass",
   GLYPHSCAN_API_JWT_SECRET: "jwt-test-secret-of-at-least-32-characters",
   ...Object.fromEntries(natsPasswordVars().map((v) => [v, `test-pass-${v.toLowerCase()}`])),
