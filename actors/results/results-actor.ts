@@ -92,22 +92,15 @@ async function previousAssessed(
   );
 }
 
-export async function recordScan(
-  collections: Stores,
-  store: DomainStore,
+/** The scan document of a result: its report, its lease's standing, its verdicts when assessed. */
+function scanDocOf(
   result: ScanResult,
-  now = new Date(),
-  licensing?: LicensingDeps,
-): Promise<RecordedScan> {
+  current: DomainDoc | null,
+  assessed: { verdicts: FontVerdict[]; summary: ComplianceSummary } | null,
+  now: Date,
+): ScanDoc {
   const { report } = result;
-  const current = await store.get(result.domain);
-  const assessed =
-    licensing && report.status === "ok"
-      ? await withSpan("check licences", { "glyphscan.fonts.files": report.files.length }, () =>
-          assess(collections, licensing, result, current, now),
-        )
-      : null;
-  const scan: ScanDoc = {
+  return {
     _id: result.jobId,
     domain: result.domain,
     region: result.region,
@@ -130,6 +123,48 @@ export async function recordScan(
     recordedAt: now,
     ...(assessed ? { verdicts: assessed.verdicts, compliance: assessed.summary } : {}),
   };
+}
+
+/** The font catalogue keeps the first parse of each file's bytes, and when it was last seen. */
+async function catalogueFonts(collections: Stores, files: ScanResult["report"]["files"], now: Date): Promise<void> {
+  if (files.length === 0) return;
+  await collections.fonts.bulkWrite(
+    files.map((f) => ({
+      updateOne: {
+        filter: { _id: f.sha256 },
+        update: {
+          $setOnInsert: {
+            bytes: f.bytes,
+            metadata: f.metadata,
+            parseError: f.parseError,
+            firstSeenAt: now,
+            firstUrl: f.url,
+          },
+          $set: { lastSeenAt: now },
+        },
+        upsert: true,
+      },
+    })),
+    { ordered: false },
+  );
+}
+
+export async function recordScan(
+  collections: Stores,
+  store: DomainStore,
+  result: ScanResult,
+  now = new Date(),
+  licensing?: LicensingDeps,
+): Promise<RecordedScan> {
+  const { report } = result;
+  const current = await store.get(result.domain);
+  const assessed =
+    licensing && report.status === "ok"
+      ? await withSpan("check licences", { "glyphscan.fonts.files": report.files.length }, () =>
+          assess(collections, licensing, result, current, now),
+        )
+      : null;
+  const scan = scanDocOf(result, current, assessed, now);
   await withSpan("store scan", { "db.collection.name": "scans", "glyphscan.job.id": scan._id }, async () => {
     await collections.scans.replaceOne({ _id: scan._id }, scan, { upsert: true });
     await indexScan(
@@ -139,27 +174,7 @@ export async function recordScan(
       !current?.scanCount,
     );
   });
-  if (report.files.length > 0) {
-    await collections.fonts.bulkWrite(
-      report.files.map((f) => ({
-        updateOne: {
-          filter: { _id: f.sha256 },
-          update: {
-            $setOnInsert: {
-              bytes: f.bytes,
-              metadata: f.metadata,
-              parseError: f.parseError,
-              firstSeenAt: now,
-              firstUrl: f.url,
-            },
-            $set: { lastSeenAt: now },
-          },
-          upsert: true,
-        },
-      })),
-      { ordered: false },
-    );
-  }
+  await catalogueFonts(collections, report.files, now);
   const summary = assessed ? { ...summarise(result), compliance: assessed.summary } : summarise(result);
   const lease = await store.recordOutcome(result, summary, now);
   // The lookup view after MongoDB: from the scan just stored and its files' metadata (the catalogue
