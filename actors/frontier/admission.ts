@@ -18,21 +18,26 @@ export function priorityOf(ctx: Pick<FrontierContext, "policy">, source: string)
   return ctx.policy.sourcePriority[source] ?? ctx.policy.defaultPriority;
 }
 
+/** The state of a domain never scanned nor leased: what admission writes, and what benches and tests seed. */
+export const NEVER_SCANNED = {
+  state: "queued",
+  attempts: 0,
+  leaseToken: null,
+  leaseJobId: null,
+  leaseUntil: null,
+  lastScanAt: null,
+  scanCount: 0,
+  latest: null,
+} as const;
+
 /** The fields a new domain starts with. */
 function newDomain(a: Admission, traceparent: string | null, now: Date) {
   return {
+    ...NEVER_SCANNED,
     region: a.region,
-    state: "queued" as const,
     seedUrl: a.seedUrl,
     firstSeenAt: now,
     nextScanAt: now,
-    attempts: 0,
-    leaseToken: null,
-    leaseJobId: null,
-    leaseUntil: null,
-    lastScanAt: null,
-    scanCount: 0,
-    latest: null,
     // The first scan continues the trace of the feed message that brought the domain.
     traceparent,
   };

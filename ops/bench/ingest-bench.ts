@@ -24,6 +24,7 @@ import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { SeenFilter } from "../../actors/coordinator/seen-filter.ts";
+import { NEVER_SCANNED } from "../../actors/frontier/admission.ts";
 import { DomainStore, type LeasedJob } from "../../actors/frontier/domain-store.ts";
 import { summarise } from "../../actors/results/results-actor.ts";
 import { openDatabase } from "../../actors/store/database.ts";
@@ -237,21 +238,14 @@ async function dispatchTiming(url: string, results: Record<string, number>, tabl
       const n = Math.min(5_000, size - i);
       const docs = Array.from({ length: n }, (_, k) => ({
         _id: `d${i + k}.example`,
+        ...NEVER_SCANNED,
         region: (i + k) % 4 === 0 ? "local" : "other",
-        state: "queued" as const,
         seedUrl: "",
         sources: [],
         firstSeenAt: new Date(base),
         lastSeenAt: new Date(base),
         // Mostly in the future (scanned, waiting for the rescan), a few due now.
         nextScanAt: new Date(base + ((i + k) % 5 === 0 ? 0 : 2 * 86_400_000) + (i + k)),
-        attempts: 0,
-        leaseToken: null,
-        leaseJobId: null,
-        leaseUntil: null,
-        lastScanAt: null,
-        scanCount: 0,
-        latest: null,
         traceparent: null,
       }));
       await db.collections.domains.insertMany(docs, { ordered: false });

@@ -10,6 +10,7 @@ import { startTelemetry } from "../../cluster/telemetry.ts";
 import type { Config } from "../../config/mod.ts";
 import { LookupCache } from "../../actors/api/lookup-cache.ts";
 import { buildApi } from "../../actors/api/server.ts";
+import { NEVER_SCANNED } from "../../actors/frontier/admission.ts";
 import { openDatabase, type Database } from "../../actors/store/database.ts";
 import type { DomainDoc } from "../../actors/store/documents.ts";
 import { submitUrls } from "../../bin/commands/submit.ts";
@@ -37,20 +38,13 @@ async function token(sub: string, claims: Record<string, unknown> = { scope: "su
 
 const domainDoc = (id: string): DomainDoc => ({
   _id: id,
+  ...NEVER_SCANNED,
   region: "local",
-  state: "queued",
   seedUrl: `https://${id}/`,
   sources: ["cli"],
   firstSeenAt: new Date(),
   lastSeenAt: new Date(),
   nextScanAt: new Date(),
-  attempts: 0,
-  leaseToken: null,
-  leaseJobId: null,
-  leaseUntil: null,
-  lastScanAt: null,
-  scanCount: 0,
-  latest: null,
   traceparent: null,
 });
 
